@@ -32,7 +32,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       liburing2 libyaml-0-2 libhiredis0.14 libwslay1 libxxhash0 libjansson4 \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && groupadd --system --gid 65532 ringside \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin ringside

@@ -513,6 +513,13 @@ void client_on_timer(struct worker *w, struct client *cl)
     client_close(w, cl);
 }
 
+void client_abort(struct worker *w, struct client *cl, const char *why)
+{
+    if (cl->x.active && cl->x.error == NULL)
+        cl->x.error = why;
+    client_close(w, cl);
+}
+
 void client_drain(struct worker *w, struct client *cl)
 {
     if (cl->c.closing)

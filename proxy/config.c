@@ -861,7 +861,6 @@ static const struct field limits_fields[] = {
     {"max_headers", F_COUNT32, CFG_OFF(limits.max_headers), 1, 10000, false, NULL},
     {"max_chunk_ext", F_SIZE32, CFG_OFF(limits.max_chunk_ext), 0, 1u << 20, false, NULL},
     {"max_body", F_SIZE64, CFG_OFF(limits.max_body), 0, UINT64_MAX, false, NULL},
-    {"max_pipeline", F_COUNT32, CFG_OFF(limits.max_pipeline), 1, 1024, false, NULL},
     {NULL, 0, 0, 0, 0, false, NULL}};
 
 static const struct field timeouts_fields[] = {
@@ -1270,7 +1269,6 @@ static void set_defaults(struct cfg *cfg)
     cfg->limits.max_headers = 100;
     cfg->limits.max_chunk_ext = 1u << 10;
     cfg->limits.max_body = 64ull << 20;
-    cfg->limits.max_pipeline = 32;
     cfg->timeouts.header = 10000;
     cfg->timeouts.idle = 60000;
     cfg->timeouts.send = 60000;

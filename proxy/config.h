@@ -41,7 +41,6 @@ struct cfg_limits {
     uint32_t max_headers;      /* default 100 (431) */
     uint32_t max_chunk_ext;    /* default 1 KiB (400) */
     uint64_t max_body;         /* default 64 MiB (413); 0 = unlimited */
-    uint32_t max_pipeline;     /* requests parsed ahead of the one being answered; default 32 */
 };
 
 struct cfg_timeouts {

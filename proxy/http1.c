@@ -302,8 +302,9 @@ static ssize_t find_head_end(const char *buf, size_t len, size_t prev_len, size_
                              enum http1_error first_line_err, enum http1_error *err)
 {
     /* An over-long first line is known once max_first_line bytes hold no LF, unless
-     * the head limit is reached first. A call that saw two more bytes than that
-     * already checked (two: so a call that stopped early in the caller never counts). */
+     * the head limit is reached first. A previous call that saw at least two bytes
+     * more has made this check already; the margin excludes a call that returned
+     * before it because the start of the request line was not yet known. */
     if (max_first_line <= len - line_start && line_start + max_first_line <= max_head &&
         prev_len < line_start + max_first_line + 2 &&
         memchr(buf + line_start, '\n', max_first_line) == NULL) {
@@ -629,7 +630,7 @@ ssize_t http1_parse_request(const char *buf, size_t len, size_t prev_len,
     if (f.has_transfer_encoding) {
         if (f.has_content_length)
             return fail(err, HTTP1_E_CL_TE);
-        /* An HTTP/1.0 recipient may not understand chunked: its framing is faulty. */
+        /* HTTP/1.0 has no chunked coding: its framing is faulty (RFC 9112 §6.1). */
         if (minor == 0 || !f.te_final_chunked || f.te_chunked_count != 1)
             return fail(err, HTTP1_E_TRANSFER_ENCODING);
         m->framing = HTTP1_BODY_CHUNKED;

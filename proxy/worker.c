@@ -331,12 +331,8 @@ static void force_close_all(struct worker *w)
 {
     for (uint32_t i = 0; i < w->slots_cap; i++) {
         struct conn *c = w->slots[i].obj;
-        if (c != NULL && c->is_client) {
-            struct client *cl = (struct client *)c;
-            cl->x.error = "drain timeout";
-            cl->close_after_send = true;
-            client_upstream_failed(w, cl, UPERR_TIMEOUT, "ringside is shutting down");
-        }
+        if (c != NULL && c->is_client)
+            client_abort(w, (struct client *)c, "drain timeout");
     }
 }
 

@@ -214,6 +214,8 @@ void client_on_send(struct worker *w, struct client *cl, int res);
 void client_on_timer(struct worker *w, struct client *cl);
 void client_op_done(struct worker *w, struct client *cl);
 void client_drain(struct worker *w, struct client *cl);
+/* Close now, whatever is in flight; why goes to the access log. */
+void client_abort(struct worker *w, struct client *cl, const char *why);
 /* The upstream's side of an exchange, called by upstream.c. */
 int client_queue(struct worker *w, struct client *cl, struct slice *s, uint32_t off, uint32_t len);
 void client_response_done(struct worker *w, struct client *cl);

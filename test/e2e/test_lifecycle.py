@@ -147,6 +147,23 @@ def test_sigterm_when_idle_exits_at_once():
         assert any(l.get("msg") == "access" for l in rs.access_log()), "expected the access line flushed at exit"
 
 
+def test_drain_timeout_cuts_a_client_that_never_reads():
+    """A client that stops reading a large response cannot hold ringside past
+    timeouts.drain: after it, remaining connections are closed and ringside exits 0."""
+    with Origin() as origin:
+        with Ringside("workers: 1\ntimeouts: { drain: 1s, send: 60s }\n", origin) as rs:
+            s = socket.create_connection(("127.0.0.1", rs.port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /bytes?n=50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)
+            started = time.monotonic()
+            code = rs.stop(signal.SIGTERM)
+            took = time.monotonic() - started
+            s.close()
+            assert code == 0, f"expected exit code 0, got {code}"
+            assert 0.8 < took < 3.0, f"expected an exit about 1 s after SIGTERM, took {took:.2f} s"
+
+
 def test_sigint_exits_cleanly():
     with Origin() as origin, Ringside("workers: 1\n", origin) as rs:
         rc = rs.stop(signal.SIGINT)

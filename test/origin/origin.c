@@ -1053,8 +1053,8 @@ static enum read_result read_request(struct conn *c, struct request *r)
         while (scanned == 0 && c->end - c->start >= 2 && c->buf[c->start] == '\r' &&
                c->buf[c->start + 1] == '\n')
             c->start += 2;
-        const char *p = c->buf + c->start;
         size_t avail = c->end - c->start;
+        const char *p = avail > 0 ? c->buf + c->start : "";
         for (size_t i = scanned >= 3 ? scanned - 3 : 0; i + 3 < avail; i++) {
             if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') {
                 head_len = i + 4;

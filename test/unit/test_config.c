@@ -99,7 +99,6 @@ static void check_defaults_except_routes(const struct cfg *cfg)
     assert_int_equal(cfg->limits.max_headers, 100);
     assert_int_equal(cfg->limits.max_chunk_ext, 1024);
     assert_int_equal(cfg->limits.max_body, 64u << 20);
-    assert_int_equal(cfg->limits.max_pipeline, 32);
     assert_int_equal(cfg->timeouts.header, 10000);
     assert_int_equal(cfg->timeouts.idle, 60000);
     assert_int_equal(cfg->timeouts.send, 60000);
@@ -197,7 +196,6 @@ static void test_full_file(void **state)
     assert_int_equal(cfg->limits.max_headers, 50);
     assert_int_equal(cfg->limits.max_chunk_ext, 0);
     assert_int_equal(cfg->limits.max_body, 0);
-    assert_int_equal(cfg->limits.max_pipeline, 1);
     assert_int_equal(cfg->timeouts.header, 5000);
     assert_int_equal(cfg->timeouts.idle, 3600000);
     assert_int_equal(cfg->timeouts.send, 90000);
@@ -350,8 +348,8 @@ static const struct error_case error_cases[] = {
     {UP "limits: {max_connections: 0}\n", "2:27", "limits.max_connections: must be greater than 0"},
     {UP "limits: {max_headers: -1}\n", "2:23", "(negative values are not allowed)"},
     {UP "limits: {max_headers: 0x10}\n", "2:23", "expected a whole number, got \"0x10\""},
-    {UP "limits: {max_pipeline: 1.0}\n", "2:24", "expected a whole number"},
-    {UP "limits: {max_pipeline: 99999999999999999999999}\n", "2:24", "(too large)"},
+    {UP "limits: {max_headers: 1.0}\n", "2:23", "expected a whole number"},
+    {UP "limits: {max_headers: 99999999999999999999999}\n", "2:23", "(too large)"},
     {"upstream: {address: 1.2.3.4:5, pool_size: 100001}\n", "1:43",
      "upstream.pool_size: must be at most 100000, got \"100001\""},
 
