@@ -18,7 +18,7 @@
 enum {
     EVENTS_PER_TURN = 256,
     QUEUE_DEPTH = 2048,
-    BUF_COUNT = 1024,
+    BUF_COUNT = 256, /* provided receive buffers per worker: 4 MiB; see worker_bufs_low */
     BUF_SIZE = 16 * 1024,
     LISTEN_BACKLOG = 4096,
 };
