@@ -10,10 +10,6 @@
 
 #include "proxy/log.h"
 
-enum {
-    OUT_HIGH = 256 * 1024, /* queued for the client: stop reading the backend above it */
-    OUT_LOW = 64 * 1024,   /* and read again below it */
-};
 
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -353,7 +349,7 @@ static size_t take_body(struct worker *w, struct client *cl, const char *data, s
         }
         upstream_send(w, x->up, s, 0, (uint32_t)n);
         /* Backpressure: a backend slower than the client holds the client's reads. */
-        if (x->up->c.out.bytes > OUT_HIGH)
+        if (x->up->c.out.bytes > out_high(w))
             conn_pause_recv(w, &cl->c, TAG_CLIENT_RECV, TAG_CLIENT_CANCEL);
     }
     if (x->req_done && x->resp_done)
@@ -369,7 +365,7 @@ static size_t process(struct worker *w, struct client *cl, const char *data, siz
     size_t off = 0;
     while (!cl->c.closing && !cl->close_after_send) {
         if (!cl->x.active) {
-            if (off == len || w->draining || cl->c.out.bytes > OUT_HIGH)
+            if (off == len || w->draining || cl->c.out.bytes > out_high(w))
                 break;
             struct http1_request req;
             struct http1_header headers[MAX_HEADERS_HARD];
@@ -486,9 +482,9 @@ void client_on_send(struct worker *w, struct client *cl, int res)
         client_close(w, cl);
         return;
     }
-    if (c->out.bytes < OUT_LOW && cl->x.active && cl->x.up != NULL)
+    if (c->out.bytes < out_low(w) && cl->x.active && cl->x.up != NULL)
         upstream_resume(w, cl->x.up);
-    if (!cl->x.active && c->out.bytes <= OUT_HIGH)
+    if (!cl->x.active && c->out.bytes <= out_high(w))
         client_process_input(w, cl);
     if (!c->closing)
         client_update_timer(w, cl);
@@ -533,9 +529,9 @@ void client_drain(struct worker *w, struct client *cl)
 
 /* ---- called from upstream.c ---- */
 
-bool client_wants_more(const struct client *cl)
+bool client_wants_more(const struct worker *w, const struct client *cl)
 {
-    return cl->c.out.bytes < OUT_HIGH;
+    return cl->c.out.bytes < out_high(w);
 }
 
 int client_queue(struct worker *w, struct client *cl, struct slice *s, uint32_t off, uint32_t len)

@@ -861,6 +861,9 @@ static const struct field limits_fields[] = {
     {"max_headers", F_COUNT32, CFG_OFF(limits.max_headers), 1, 10000, false, NULL},
     {"max_chunk_ext", F_SIZE32, CFG_OFF(limits.max_chunk_ext), 0, 1u << 20, false, NULL},
     {"max_body", F_SIZE64, CFG_OFF(limits.max_body), 0, UINT64_MAX, false, NULL},
+    {"max_output", F_SIZE32, CFG_OFF(limits.max_output), 4u << 10, 1u << 30, false, NULL},
+    {"recv_buffers", F_COUNT32, CFG_OFF(limits.recv_buffers), 8, 32768, false, NULL},
+    {"recv_buffer_size", F_SIZE32, CFG_OFF(limits.recv_buffer_size), 1u << 10, 1u << 20, false, NULL},
     {NULL, 0, 0, 0, 0, false, NULL}};
 
 static const struct field timeouts_fields[] = {
@@ -1269,6 +1272,9 @@ static void set_defaults(struct cfg *cfg)
     cfg->limits.max_headers = 100;
     cfg->limits.max_chunk_ext = 1u << 10;
     cfg->limits.max_body = 64ull << 20;
+    cfg->limits.max_output = 256u << 10;
+    cfg->limits.recv_buffers = 256;
+    cfg->limits.recv_buffer_size = 16u << 10;
     cfg->timeouts.header = 10000;
     cfg->timeouts.idle = 60000;
     cfg->timeouts.send = 60000;
@@ -1347,6 +1353,13 @@ static int finish(struct loader *ld, const struct node *root)
         path_set(ld, "limits.max_request_line");
         return fail(ld, node_get(limits, "max_request_line"),
                     "must be at most limits.max_head (%s), got %s", head_size, line_size);
+    }
+
+    uint32_t nbufs = cfg->limits.recv_buffers;
+    if ((nbufs & (nbufs - 1)) != 0) {
+        path_set(ld, "limits.recv_buffers");
+        return fail(ld, node_get(node_get(root, "limits"), "recv_buffers"),
+                    "must be a power of two (8, 16, ... 32768), got %u", nbufs);
     }
 
     bool has_catch_all = false;

@@ -41,6 +41,9 @@ struct cfg_limits {
     uint32_t max_headers;      /* default 100 (431) */
     uint32_t max_chunk_ext;    /* default 1 KiB (400) */
     uint64_t max_body;         /* default 64 MiB (413); 0 = unlimited */
+    uint32_t max_output;       /* bytes queued for one connection before its source is paused; default 256 KiB */
+    uint32_t recv_buffers;     /* provided receive buffers per worker, a power of two; default 256 */
+    uint32_t recv_buffer_size; /* bytes each; default 16 KiB */
 };
 
 struct cfg_timeouts {

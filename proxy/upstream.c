@@ -11,7 +11,6 @@
 
 #include "proxy/log.h"
 
-enum { OUT_HIGH = 256 * 1024, OUT_LOW = 64 * 1024 };
 
 static void upstream_close(struct worker *w, struct upstream *up);
 
@@ -237,7 +236,7 @@ void upstream_on_send(struct worker *w, struct upstream *up, int res)
     if (up->c.out.bytes > 0)
         conn_flush_later(w, &up->c);
     struct client *cl = up->client;
-    if (cl != NULL && up->c.out.bytes < OUT_LOW && cl->c.recv_paused && !cl->x.req_done)
+    if (cl != NULL && up->c.out.bytes < out_low(w) && cl->c.recv_paused && !cl->x.req_done)
         conn_arm_recv(w, &cl->c, TAG_CLIENT_RECV);
 }
 
@@ -447,7 +446,7 @@ void upstream_on_recv(struct worker *w, struct upstream *up, const struct loop_e
         return;
     }
     struct client *cl = up->client;
-    if (cl != NULL && !client_wants_more(cl))
+    if (cl != NULL && !client_wants_more(w, cl))
         conn_pause_recv(w, c, TAG_UP_RECV, TAG_UP_CANCEL);
     else if (!c->recv_armed && !c->recv_paused)
         conn_arm_recv(w, c, TAG_UP_RECV);

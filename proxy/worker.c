@@ -18,8 +18,6 @@
 enum {
     EVENTS_PER_TURN = 256,
     QUEUE_DEPTH = 2048,
-    BUF_COUNT = 256, /* provided receive buffers per worker: 4 MiB; see worker_bufs_low */
-    BUF_SIZE = 16 * 1024,
     LISTEN_BACKLOG = 4096,
 };
 
@@ -447,12 +445,15 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     log_thread_batches();
+    /* The ring is sized once, by the config the worker starts with. */
+    struct rcfg *start_cfg = runtime_config(w->rt);
     struct loop_options opt = {
         .backend = w->rt->backend,
         .queue_depth = QUEUE_DEPTH,
-        .buf_count = BUF_COUNT,
-        .buf_size = BUF_SIZE,
+        .buf_count = start_cfg->cfg->limits.recv_buffers,
+        .buf_size = start_cfg->cfg->limits.recv_buffer_size,
     };
+    rcfg_unref(start_cfg);
     int rc = loop_new(&opt, &w->loop);
     if (rc < 0) {
         log_error("worker loop failed", "\"worker\":%u,\"backend\":\"%s\",\"error\":\"%s\"",
@@ -460,10 +461,10 @@ static void *worker_main(void *arg)
         log_flush_thread();
         return NULL;
     }
-    w->bufslices = calloc(BUF_COUNT, sizeof(*w->bufslices));
+    w->bufslices = calloc(opt.buf_count, sizeof(*w->bufslices));
     if (w->bufslices == NULL)
         goto out;
-    for (unsigned i = 0; i < BUF_COUNT; i++) {
+    for (unsigned i = 0; i < opt.buf_count; i++) {
         w->bufslices[i].release = release_buffer_slice;
         w->bufslices[i].owner = w->loop;
         w->bufslices[i].id = i;

@@ -191,6 +191,17 @@ struct worker {
     uint64_t rng[2];
 };
 
+/* A connection's queued output above which its source stops being read, and below
+ * which reading resumes. */
+static inline size_t out_high(const struct worker *w)
+{
+    return w->cfg->cfg->limits.max_output;
+}
+static inline size_t out_low(const struct worker *w)
+{
+    return w->cfg->cfg->limits.max_output / 4;
+}
+
 /* worker.c */
 int worker_slot_alloc(struct worker *w, struct conn *obj);
 void worker_slot_free(struct worker *w, struct conn *obj);
@@ -221,7 +232,7 @@ int client_queue(struct worker *w, struct client *cl, struct slice *s, uint32_t 
 void client_response_done(struct worker *w, struct client *cl);
 void client_upstream_failed(struct worker *w, struct client *cl, enum up_error err,
                             const char *why);
-bool client_wants_more(const struct client *cl);
+bool client_wants_more(const struct worker *w, const struct client *cl);
 
 /* upstream.c */
 struct upstream *upstream_acquire(struct worker *w, struct client *cl, bool fresh);

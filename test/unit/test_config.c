@@ -99,6 +99,9 @@ static void check_defaults_except_routes(const struct cfg *cfg)
     assert_int_equal(cfg->limits.max_headers, 100);
     assert_int_equal(cfg->limits.max_chunk_ext, 1024);
     assert_int_equal(cfg->limits.max_body, 64u << 20);
+    assert_int_equal(cfg->limits.max_output, 256u << 10);
+    assert_int_equal(cfg->limits.recv_buffers, 256);
+    assert_int_equal(cfg->limits.recv_buffer_size, 16u << 10);
     assert_int_equal(cfg->timeouts.header, 10000);
     assert_int_equal(cfg->timeouts.idle, 60000);
     assert_int_equal(cfg->timeouts.send, 60000);
@@ -349,6 +352,10 @@ static const struct error_case error_cases[] = {
     {UP "limits: {max_headers: -1}\n", "2:23", "(negative values are not allowed)"},
     {UP "limits: {max_headers: 0x10}\n", "2:23", "expected a whole number, got \"0x10\""},
     {UP "limits: {max_headers: 1.0}\n", "2:23", "expected a whole number"},
+    {UP "limits: {recv_buffers: 100}\n", "2:24", "must be a power of two"},
+    {UP "limits: {recv_buffers: 4}\n", "2:24", ""},
+    {UP "limits: {recv_buffer_size: 512}\n", "2:28", ""},
+    {UP "limits: {max_output: 1KiB}\n", "2:22", ""},
     {UP "limits: {max_headers: 99999999999999999999999}\n", "2:23", "(too large)"},
     {"upstream: {address: 1.2.3.4:5, pool_size: 100001}\n", "1:43",
      "upstream.pool_size: must be at most 100000, got \"100001\""},
