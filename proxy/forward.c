@@ -158,7 +158,7 @@ struct slice *forward_request_head(const struct http1_request *req, const struct
 }
 
 struct slice *forward_response_head(const struct http1_response *resp, const char *request_id,
-                                    bool close)
+                                    const char *connection)
 {
     const struct http1_message *m = &resp->msg;
     size_t cap = resp->reason_len + headers_bytes(m) + strlen(request_id) + 128;
@@ -185,8 +185,11 @@ struct slice *forward_response_head(const struct http1_response *resp, const cha
     put_merged(&wr, m, "Via", "via", VIA_TOKEN, sizeof(VIA_TOKEN) - 1);
     if (!have_id)
         put_field(&wr, "X-Request-Id", 12, request_id, strlen(request_id));
-    if (close)
-        puts_lit(&wr, "Connection: close\r\n");
+    if (connection != NULL) {
+        puts_lit(&wr, "Connection: ");
+        puts_lit(&wr, connection);
+        put(&wr, "\r\n", 2);
+    }
     put(&wr, "\r\n", 2);
     s->len = (uint32_t)(wr.p - s->data);
     return s;

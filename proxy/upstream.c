@@ -345,7 +345,7 @@ static void on_response_bytes(struct worker *w, struct upstream *up, struct slic
             /* Interim responses: ringside already answered 100-continue itself; others
              * (103 Early Hints) go to the client, and the final response follows. */
             if (resp.status != 100) {
-                struct slice *h = forward_response_head(&resp, x->request_id, false);
+                struct slice *h = forward_response_head(&resp, x->request_id, NULL);
                 if (h == NULL || client_queue(w, cl, h, 0, h->len) < 0) {
                     fail(w, up, UPERR_RESET, "out of memory");
                     return;
@@ -364,7 +364,11 @@ static void on_response_bytes(struct worker *w, struct upstream *up, struct slic
                 x->keep_alive = false;
             bool close = !x->keep_alive || w->draining;
             x->keep_alive = !close;
-            struct slice *h = forward_response_head(&resp, x->request_id, close);
+            /* HTTP/1.0 clients close unless told otherwise (RFC 9112 §9.3). */
+            const char *connection = close                   ? "close"
+                                     : x->minor_version == 0 ? "keep-alive"
+                                                             : NULL;
+            struct slice *h = forward_response_head(&resp, x->request_id, connection);
             if (h == NULL || client_queue(w, cl, h, 0, h->len) < 0) {
                 fail(w, up, UPERR_RESET, "out of memory");
                 return;

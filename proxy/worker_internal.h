@@ -255,9 +255,10 @@ struct forward_info {
 };
 /* The request head to send upstream; NULL on ENOMEM. */
 struct slice *forward_request_head(const struct http1_request *req, const struct forward_info *fi);
-/* The response head to send the client; NULL on ENOMEM. */
+/* The response head to send the client, with "Connection: <connection>" when it is not
+ * NULL; NULL on ENOMEM. */
 struct slice *forward_response_head(const struct http1_response *resp, const char *request_id,
-                                    bool close);
+                                    const char *connection);
 /* A complete response made by ringside itself (errors, 503 at the limit). */
 struct slice *forward_error_response(int status, const char *body, const char *request_id,
                                      bool close);

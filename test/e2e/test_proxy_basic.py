@@ -243,5 +243,19 @@ def test_http10_client_gets_no_chunked_coding():
         assert resp.body == rt.pattern(30), f"expected the 30 pattern bytes, got {resp.body!r}"
 
 
+def test_http10_keep_alive_is_confirmed_and_honoured():
+    """An HTTP/1.0 client that asks for keep-alive is told so (RFC 9112 §9.3) and can
+    send its next request on the same connection."""
+    with Origin() as origin, Ringside(CONFIG, origin) as rs:
+        c = rt.Client(rs.port)
+        for i in range(2):
+            c.send(rt.build_request("GET", "/bytes?n=10", [("Connection", "keep-alive")],
+                                    version="HTTP/1.0"))
+            resp = c.read_response()
+            assert (resp.status, resp.body) == (200, rt.pattern(10)), f"request {i}: got {resp!r}"
+            assert (resp.header("connection") or "").lower() == "keep-alive", \
+                f"request {i}: expected Connection: keep-alive, got {resp.header('connection')!r}"
+
+
 if __name__ == "__main__":
     rt.main()
