@@ -2,6 +2,8 @@
 kubelet the truth."""
 
 import re
+import shutil
+import subprocess
 
 import ringside_test as rt
 from ringside_test import Client, Origin, Ringside, http_request
@@ -120,6 +122,23 @@ def test_health_and_readiness():
             assert http_request(rs.port, "GET", "/count").status == 502, "expected 502 with the origin down"
     finally:
         origin.stop()
+
+
+def test_promtool_accepts_the_exposition():
+    """promtool, Prometheus's own linter, accepts /metrics after real traffic."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        raise rt.Skip("promtool not installed (Debian package prometheus)")
+    with Origin() as origin, Ringside(CONFIG, origin) as rs:
+        for target in ("/count", "/status?code=404", "/nope"):
+            http_request(rs.port, "GET", target)
+        rt.raw_exchange(rs.port, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+                                 b"Transfer-Encoding: chunked\r\n\r\n", read_timeout=2.0)
+        body = rt.get(rs.metrics_port, "/metrics").body
+        check = subprocess.run([promtool, "check", "metrics"], input=body,
+                               capture_output=True, timeout=30)
+        assert check.returncode == 0, \
+            f"promtool check metrics failed: {check.stdout.decode()} {check.stderr.decode()}"
 
 
 if __name__ == "__main__":
