@@ -312,7 +312,7 @@ static void begin_drain(struct worker *w)
     if (w->accepting) {
         /* Closing the listener makes the kernel refuse new connections to this worker
          * at once; the accept completes cancelled. */
-        loop_cancel_fd(w->loop, w->listen_fd, tag_make(TAG_ACCEPT, 0, 0));
+        loop_cancel_fd(w->loop, w->listen_fd, tag_make(TAG_LISTEN_CANCEL, 0, 0));
     }
     w->drain_deadline = w->now + w->cfg->cfg->timeouts.drain * 1000000u;
     timer_init(&w->drain_timer, tag_make(TAG_DRAIN_TIMER, 0, 0));
@@ -350,7 +350,7 @@ static void on_accept(struct worker *w, const struct loop_event *ev)
         w->accepting = false;
         if (!w->draining && loop_accept(w->loop, w->listen_fd, tag_make(TAG_ACCEPT, 0, 0)) == 0)
             w->accepting = true;
-        else if (w->draining) {
+        else if (w->draining && w->listen_fd >= 0) {
             close(w->listen_fd);
             w->listen_fd = -1;
         }
@@ -373,6 +373,8 @@ static void dispatch(struct worker *w, const struct loop_event *ev)
         on_accept(w, ev);
         return;
     }
+    if (kind == TAG_LISTEN_CANCEL)
+        return; /* the accept's own completion ends it */
     if (kind == TAG_WAKE) {
         if (atomic_load(&w->rt->draining))
             begin_drain(w);

@@ -32,6 +32,7 @@ enum tag_kind {
     TAG_UP_CANCEL,
     TAG_UP_TIMER,
     TAG_DRAIN_TIMER,
+    TAG_LISTEN_CANCEL, /* the cancel of the listener's accept, at drain */
 };
 
 static inline uint64_t tag_make(enum tag_kind kind, uint32_t slot, uint32_t gen)

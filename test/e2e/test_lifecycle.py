@@ -145,6 +145,9 @@ def test_sigterm_when_idle_exits_at_once():
         assert rc == 0, f"expected exit code 0, got {rc}"
         assert took < 2.0, f"expected an idle ringside to exit at once, took {took:.2f} s"
         assert any(l.get("msg") == "access" for l in rs.access_log()), "expected the access line flushed at exit"
+        # Written after every worker has stopped: proves stdout survived the shutdown.
+        assert any(l.get("msg") == "ringside stopped" for l in rs.log_lines()), \
+            "expected the last log line, 'ringside stopped', on stdout"
 
 
 def test_drain_timeout_cuts_a_client_that_never_reads():
