@@ -9,6 +9,9 @@
 //       Every ringside_* series the dashboard and the alert rules select must exist in
 //       METRICS.txt (a /metrics scrape), with the label names they match on and the label
 //       values they match with "=". Names in NOT_YET_EXPOSED are allowed to be missing.
+//   node check-observability.js grafana
+//       The dashboard is well formed for Grafana's file provisioning, and the provisioning
+//       files point where docker-compose.yml mounts things.
 "use strict";
 
 const fs = require("fs");
@@ -170,10 +173,58 @@ function checkMetrics(metricsFile) {
   return problems.length === 0;
 }
 
+function checkGrafana() {
+  const problems = [];
+  const dash = JSON.parse(fs.readFileSync(dashboardFile, "utf8"));
+  for (const key of ["uid", "title", "panels", "templating", "schemaVersion"])
+    if (dash[key] === undefined) problems.push(`dashboard: no ${key}`);
+  const ids = new Set();
+  const cells = new Map();
+  for (const p of dash.panels || []) {
+    if (ids.has(p.id)) problems.push(`dashboard: panel id ${p.id} used twice`);
+    ids.add(p.id);
+    const g = p.gridPos || {};
+    if (!(g.w > 0 && g.h > 0 && g.x >= 0 && g.x + g.w <= 24)) problems.push(`dashboard: panel "${p.title}" has gridPos ${JSON.stringify(g)}`);
+    for (let x = g.x; x < g.x + g.w; x++)
+      for (let y = g.y; y < g.y + g.h; y++) {
+        const other = cells.get(`${x},${y}`);
+        if (other) problems.push(`dashboard: panels "${other}" and "${p.title}" overlap`);
+        cells.set(`${x},${y}`, p.title);
+      }
+    if (p.type !== "row") {
+      if (p.datasource?.uid !== "${datasource}") problems.push(`dashboard: panel "${p.title}" does not use the $datasource variable`);
+      if (!(p.targets || []).length) problems.push(`dashboard: panel "${p.title}" has no query`);
+    }
+  }
+  const vars = (dash.templating?.list || []).map((v) => v.name);
+  for (const v of ["datasource", "job", "instance", "route"]) if (!vars.includes(v)) problems.push(`dashboard: no $${v} variable`);
+
+  // Provisioning against docker-compose.yml.
+  const compose = YAML.parse(fs.readFileSync(path.join(root, "docker-compose.yml"), "utf8"));
+  const mounts = Object.fromEntries((compose.services.grafana?.volumes || []).map((v) => {
+    const [src, dst] = v.split(":");
+    return [path.normalize(src), dst];
+  }));
+  const dashMount = mounts[path.normalize("./deploy/grafana/dashboards")];
+  const provMount = mounts[path.normalize("./deploy/grafana/provisioning")];
+  if (provMount !== "/etc/grafana/provisioning") problems.push(`compose mounts deploy/grafana/provisioning at ${provMount}`);
+  const providers = YAML.parse(fs.readFileSync(path.join(root, "deploy/grafana/provisioning/dashboards/ringside.yaml"), "utf8")).providers;
+  if (!providers?.some((p) => p.options?.path === dashMount))
+    problems.push(`no dashboard provider reads ${dashMount}, where compose mounts deploy/grafana/dashboards`);
+  const sources = YAML.parse(fs.readFileSync(path.join(root, "deploy/grafana/provisioning/datasources/prometheus.yaml"), "utf8")).datasources;
+  const promUrl = sources?.find((d) => d.type === "prometheus")?.url;
+  if (!compose.services.prometheus || promUrl !== "http://prometheus:9090")
+    problems.push(`the Prometheus data source points at ${promUrl}, not the compose service prometheus:9090`);
+  for (const p of problems) console.log(`  PROBLEM ${p}`);
+  if (!problems.length) console.log(`dashboard: ${dash.panels.length} panels, variables ${vars.join(", ")}; provisioning matches docker-compose.yml`);
+  return problems.length === 0;
+}
+
 const [command, arg] = process.argv.slice(2);
 if (command === "dashboard-rules" && arg) dashboardRules(arg);
+else if (command === "grafana") process.exit(checkGrafana() ? 0 : 1);
 else if (command === "metrics" && arg) process.exit(checkMetrics(arg) ? 0 : 1);
 else {
-  console.error("usage: check-observability.js dashboard-rules OUT.yaml | metrics METRICS.txt");
+  console.error("usage: check-observability.js dashboard-rules OUT.yaml | metrics METRICS.txt | grafana");
   process.exit(2);
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Validates rendered Kubernetes manifests (helm template / kustomize build output).
 //
-//   node validate-manifests.js [--expect-sidecar native|classic] [--configs-out DIR] FILE...
+//   node validate-manifests.js [--configs-out DIR] [--expect-sidecar native|classic] FILE...
+//   (--expect-sidecar applies to the files after it; it may be repeated)
 //
 // For every object:
 //  1. the Kubernetes OpenAPI schema of its kind (kubernetes-models, and
@@ -20,6 +21,7 @@ const fs = require("fs");
 const path = require("path");
 const YAML = require("yaml");
 const ts = require("typescript");
+const crypto = require("crypto");
 
 // ---- where each kind's model and declarations live ---------------------------------------
 
@@ -190,6 +192,14 @@ function checkRingsidePod(obj, objects, problems, where, expectSidecar) {
       p(`ConfigMap ${cm.metadata.name}: ringside.yaml is not YAML: ${e.message}`);
     }
   }
+  // The chart's checksum annotation must be the hash of the config the pod mounts, or a
+  // config change would not roll the pods.
+  const checksum = obj.spec?.template?.metadata?.annotations?.["checksum/ringside-config"];
+  if (checksum !== undefined && cm) {
+    const text = (cm.data?.["ringside.yaml"] ?? "").replace(/\n$/, "");
+    if (crypto.createHash("sha256").update(text).digest("hex") !== checksum)
+      p("checksum/ringside-config is not the sha256 of the mounted ringside.yaml");
+  }
   const argsText = (rs.args || []).join(" ");
   if (!/--config \/etc\/ringside\/ringside\.yaml/.test(argsText)) p("ringside is not started with --config /etc/ringside/ringside.yaml");
 
@@ -293,12 +303,13 @@ function checkWiring(objects, problems, file) {
 
 // ---- main ------------------------------------------------------------------------------------
 
-// Validates every file; returns the problems as "FILE: WHERE: message" lines and prints a
-// summary line per file unless quiet.
-function validateFiles(files, { expectSidecar = null, configsOut = null, quiet = false } = {}) {
+// Validates every file (a path, or {file, expectSidecar: "native"|"classic"}); returns the
+// problems as "FILE: WHERE: message" lines and prints a summary line per file unless quiet.
+function validateFiles(files, { configsOut = null, quiet = false } = {}) {
   const problems = [];
   const loaded = [];
-  for (const file of files) {
+  for (const entry of files) {
+    const { file, expectSidecar = null } = typeof entry === "string" ? { file: entry } : entry;
     const docs = YAML.parseAllDocuments(fs.readFileSync(file, "utf8"), { uniqueKeys: true });
     const objects = [];
     for (const doc of docs) {
@@ -306,11 +317,11 @@ function validateFiles(files, { expectSidecar = null, configsOut = null, quiet =
       const obj = doc.toJS();
       if (obj !== null && obj !== undefined) objects.push(obj);
     }
-    loaded.push({ file, objects });
+    loaded.push({ file, objects, expectSidecar });
   }
   loadTypes(loaded.flatMap(({ objects }) => objects.map((o) => ({ apiVersion: o.apiVersion, kind: o.kind }))));
 
-  for (const { file, objects } of loaded) {
+  for (const { file, objects, expectSidecar } of loaded) {
     let sidecars = 0;
     for (const obj of objects) {
       const where = `${file}: ${obj.kind}/${obj.metadata?.name}`;
@@ -350,10 +361,11 @@ if (require.main === module) {
   const args = process.argv.slice(2);
   const options = {};
   const files = [];
+  let expectSidecar = null; // applies to the files after it
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--expect-sidecar") options.expectSidecar = args[++i];
+    if (args[i] === "--expect-sidecar") expectSidecar = args[++i];
     else if (args[i] === "--configs-out") options.configsOut = args[++i];
-    else files.push(args[i]);
+    else files.push({ file: args[i], expectSidecar });
   }
   if (files.length === 0) {
     console.error("usage: validate-manifests.js [--expect-sidecar native|classic] [--configs-out DIR] FILE...");

@@ -36,6 +36,9 @@ const cases = [
   ["writable root filesystem", "root filesystem is writable", (o) => { sidecar(o).securityContext.readOnlyRootFilesystem = false; }],
   ["capabilities kept", "drop ALL", (o) => { delete sidecar(o).securityContext.capabilities; }],
   ["no memory limit", "limits.memory", (o) => { delete sidecar(o).resources.limits.memory; }],
+  ["stale config checksum", "checksum/ringside-config", (o) => {
+    find(o, "Deployment").spec.template.metadata.annotations = { "checksum/ringside-config": "0".repeat(64) };
+  }],
   ["unknown kind", "no schema", (o) => { o.push({ apiVersion: "v1", kind: "Podd", metadata: { name: "x" } }); }],
 ];
 

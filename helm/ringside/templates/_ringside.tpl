@@ -64,7 +64,7 @@ up. Takes (list <duration> <what it is, for the error message>). */}}
 when the drain comes from an environment variable (${NAME}). */}}
 {{- define "ringside.drainSeconds" -}}
 {{- $timeouts := .values.ringside.config.timeouts | default dict -}}
-{{- $drain := toString ($timeouts.drain | default "25s") -}}
+{{- $drain := ternary (toString $timeouts.drain) "25s" (hasKey $timeouts "drain") -}}
 {{- if not (contains "${" $drain) -}}
 {{- include "ringside.durationSeconds" (list $drain "ringside.config.timeouts.drain") -}}
 {{- end -}}
@@ -204,17 +204,23 @@ is "true", else under containers. */}}
     httpGet:
       path: /healthz
       port: metrics
-    {{- toYaml $r.probes.startup | nindent 4 }}
+    {{- with $r.probes.startup }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   readinessProbe:
     httpGet:
       path: /readyz
       port: metrics
-    {{- toYaml $r.probes.readiness | nindent 4 }}
+    {{- with $r.probes.readiness }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   livenessProbe:
     httpGet:
       path: /healthz
       port: metrics
-    {{- toYaml $r.probes.liveness | nindent 4 }}
+    {{- with $r.probes.liveness }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- if and (not $native) (gt (int $r.preStopDelaySeconds) 0) }}
   {{- /* Classic sidecar: SIGTERM reaches both containers together, so ringside waits
   here for the endpoint removal to spread before it stops accepting. */}}
