@@ -494,12 +494,8 @@ void client_on_timer(struct worker *w, struct client *cl)
 {
     if (cl->c.closing)
         return;
-    if (cl->timer_mode == TM_HEADER && cl->in.len > 0) {
-        metrics_add(w->mw, w->m.rejected_header_timeout, 1);
-        reject(w, cl, 408, "header timeout\n");
-        return;
-    }
-    if (cl->timer_mode == TM_HEADER && cl->requests == 0) {
+    /* A head begun and not finished, or no first request at all: 408. */
+    if (cl->timer_mode == TM_HEADER && (cl->in.len > 0 || cl->requests == 0)) {
         metrics_add(w->mw, w->m.rejected_header_timeout, 1);
         reject(w, cl, 408, "header timeout\n");
         return;
@@ -565,10 +561,8 @@ void client_response_done(struct worker *w, struct client *cl)
     }
     client_process_input(w, cl);
     if (!cl->c.closing) {
-        if (!cl->c.recv_armed && !cl->c.recv_paused && cl->in.len <= w->cfg->cfg->limits.max_head)
-            conn_arm_recv(w, &cl->c, TAG_CLIENT_RECV);
-        else if (cl->c.recv_paused && cl->in.len <= w->cfg->cfg->limits.max_head)
-            conn_arm_recv(w, &cl->c, TAG_CLIENT_RECV);
+        if (cl->in.len <= w->cfg->cfg->limits.max_head)
+            conn_arm_recv(w, &cl->c, TAG_CLIENT_RECV); /* resumes a paused receive */
         client_update_timer(w, cl);
     }
 }
