@@ -10,7 +10,6 @@
 
 #include "proxy/log.h"
 
-
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 static void client_close(struct worker *w, struct client *cl);
@@ -169,7 +168,9 @@ static void client_close(struct worker *w, struct client *cl)
     }
     cl->c.closing = true;
     timer_cancel(&w->timers, &cl->c.timer);
-    if (cl->c.inflight > 0 &&
+    /* Only what the loop really owes is cancelled; the dispatcher's own hold on the
+     * connection is not an operation. */
+    if ((cl->c.recv_armed || cl->c.send_busy) &&
         loop_cancel_fd(w->loop, cl->c.fd,
                        tag_make(TAG_CLIENT_CANCEL, cl->c.slot, cl->c.gen)) == 0)
         cl->c.inflight++;
@@ -413,10 +414,7 @@ static void client_process_input(struct worker *w, struct client *cl)
 void client_on_recv(struct worker *w, struct client *cl, const struct loop_event *ev)
 {
     struct conn *c = &cl->c;
-    if (!(ev->flags & LOOP_F_MORE)) {
-        c->recv_armed = false;
-        c->inflight--;
-    }
+    conn_recv_done(w, c, ev);
     if (ev->flags & LOOP_F_BUFFER) {
         const char *data = loop_buf(w->loop, ev->buf_id);
         size_t n = (size_t)ev->res;
@@ -443,10 +441,6 @@ void client_on_recv(struct worker *w, struct client *cl, const struct loop_event
             client_close(w, cl);
         else
             cl->close_after_send = true;
-    } else if (ev->res == -ENOBUFS) {
-        c->wants_buffers = true;
-        c->bufwait_next = w->bufwait_list;
-        w->bufwait_list = c;
     }
     if (c->closing) {
         client_op_done(w, cl);

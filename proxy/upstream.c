@@ -11,7 +11,6 @@
 
 #include "proxy/log.h"
 
-
 static void upstream_close(struct worker *w, struct upstream *up);
 
 static void set_state(struct worker *w, struct upstream *up, enum up_state state)
@@ -144,7 +143,8 @@ static void upstream_close(struct worker *w, struct upstream *up)
     if (up->idle_next != NULL || up->idle_prev != NULL || w->idle_head == up)
         idle_unlink(w, up);
     timer_cancel(&w->timers, &up->c.timer);
-    if (up->c.inflight > 0 &&
+    /* Only what the loop really owes is cancelled (see client_close). */
+    if ((up->c.recv_armed || up->c.send_busy || up->state == UP_CONNECTING) &&
         loop_cancel_fd(w->loop, up->c.fd, tag_make(TAG_UP_CANCEL, up->c.slot, up->c.gen)) == 0)
         up->c.inflight++;
     upstream_op_done(w, up);
@@ -406,10 +406,7 @@ static void on_response_bytes(struct worker *w, struct upstream *up, struct slic
 void upstream_on_recv(struct worker *w, struct upstream *up, const struct loop_event *ev)
 {
     struct conn *c = &up->c;
-    if (!(ev->flags & LOOP_F_MORE)) {
-        c->recv_armed = false;
-        c->inflight--;
-    }
+    conn_recv_done(w, c, ev);
     if (ev->flags & LOOP_F_BUFFER) {
         struct slice *s = worker_buf_slice(w, ev->buf_id, (uint32_t)ev->res);
         if (c->closing) {
@@ -440,10 +437,6 @@ void upstream_on_recv(struct worker *w, struct upstream *up, const struct loop_e
         } else {
             fail(w, up, UPERR_RESET, "backend closed the connection mid-response");
         }
-    } else if (ev->res == -ENOBUFS) {
-        c->wants_buffers = true;
-        c->bufwait_next = w->bufwait_list;
-        w->bufwait_list = c;
     }
     if (c->closing) {
         upstream_op_done(w, up);

@@ -138,17 +138,45 @@ static void flush_all(struct worker *w)
     }
 }
 
+static void conn_release_hold(struct worker *w, struct conn *c);
+
+void conn_recv_done(struct worker *w, struct conn *c, const struct loop_event *ev)
+{
+    if (ev->flags & LOOP_F_MORE)
+        return;
+    c->recv_armed = false;
+    c->inflight--;
+    if (ev->res == -ENOBUFS && !c->closing) {
+        /* Waiting for buffers counts as an operation in flight, so a connection closed
+         * meanwhile stays allocated until the list lets go of it. */
+        metrics_add(w->mw, w->m.recv_buffer_waits, 1);
+        c->wants_buffers = true;
+        c->inflight++;
+        c->bufwait_next = w->bufwait_list;
+        w->bufwait_list = c;
+    }
+}
+
+/* Re-arm the receives that ran out of buffers once buffers are back; let go of closed
+ * connections on the list at once. */
 static void rearm_buffer_waiters(struct worker *w)
 {
-    if (w->bufwait_list == NULL || worker_bufs_low(w))
+    if (w->bufwait_list == NULL)
         return;
+    bool low = worker_bufs_low(w);
     struct conn *list = w->bufwait_list;
     w->bufwait_list = NULL;
     while (list != NULL) {
         struct conn *c = list;
         list = c->bufwait_next;
+        if (low && !c->closing) {
+            c->bufwait_next = w->bufwait_list;
+            w->bufwait_list = c;
+            continue;
+        }
         c->wants_buffers = false;
         conn_arm_recv(w, c, c->is_client ? TAG_CLIENT_RECV : TAG_UP_RECV);
+        conn_release_hold(w, c);
     }
 }
 
@@ -357,6 +385,8 @@ static void on_accept(struct worker *w, const struct loop_event *ev)
     }
 }
 
+/* Drop one count of c's operations in flight and free it if it was the last of a
+ * closed connection. */
 static void conn_release_hold(struct worker *w, struct conn *c)
 {
     c->inflight--;
@@ -606,6 +636,10 @@ int worker_start(struct runtime *rt, unsigned index, struct worker **out, char *
     mrc |= metrics_counter(m, "ringside_rejected_requests_total",
                            "Requests refused before reaching the backend, by reason.",
                            "reason=\"header_timeout\"", &wm->rejected_header_timeout);
+    mrc |= metrics_counter(m, "ringside_recv_buffer_waits_total",
+                           "Receives that found every receive buffer in use and waited; "
+                           "raise limits.recv_buffers if it climbs.",
+                           "", &wm->recv_buffer_waits);
     if (mrc != 0) {
         snprintf(err, err_len, "metrics registration failed");
         goto fail_wake;

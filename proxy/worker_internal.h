@@ -153,6 +153,7 @@ struct worker_metrics {
     metrics_id upstream_errors[5]; /* enum up_error */
     metrics_id rejected[HTTP1_ERROR_COUNT];
     metrics_id rejected_max_connections, rejected_header_timeout;
+    metrics_id recv_buffer_waits;
 };
 
 enum up_error { UPERR_CONNECT, UPERR_TIMEOUT, UPERR_RESET, UPERR_CLOSED, UPERR_BAD_RESPONSE };
@@ -208,6 +209,9 @@ int worker_slot_alloc(struct worker *w, struct conn *obj);
 void worker_slot_free(struct worker *w, struct conn *obj);
 void conn_flush_later(struct worker *w, struct conn *c);
 int conn_arm_recv(struct worker *w, struct conn *c, enum tag_kind kind);
+/* Bookkeeping of a receive completion shared by clients and upstreams: the end of a
+ * multishot receive, and the wait for buffers after -ENOBUFS. */
+void conn_recv_done(struct worker *w, struct conn *c, const struct loop_event *ev);
 void conn_pause_recv(struct worker *w, struct conn *c, enum tag_kind recv_kind,
                      enum tag_kind cancel_kind);
 void conn_set_timer(struct worker *w, struct conn *c, uint64_t ms);

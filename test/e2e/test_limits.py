@@ -86,6 +86,48 @@ def test_busy_connection_is_not_idle():
         assert resp.status == 200, f"expected a slow response (longer than idle) to complete, got {resp.status}"
 
 
+def test_tiny_receive_ring_loses_nothing():
+    """With 8 receive buffers of 1 KiB, many clients sending at once run the ring dry
+    (-ENOBUFS). Receives wait for buffers and resume: every request is answered intact,
+    and clients that vanish while waiting leave ringside healthy (under ASan, a
+    connection freed while still waiting would show here)."""
+    import socket
+    import threading
+    config = "workers: 1\nlimits: { recv_buffers: 8, recv_buffer_size: 1KiB }\n"
+    with Origin() as origin, Ringside(config, origin) as rs:
+        body = rt.pattern(20000)
+        wire = rt.build_request("POST", "/echo-body", body=body)
+        errors = []
+
+        def client(i):
+            try:
+                s = socket.create_connection(("127.0.0.1", rs.port), timeout=10)
+                if i % 2:
+                    s.sendall(wire[: len(wire) // 2])
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+                    s.close()  # reset mid-body, possibly while its receive waits
+                    return
+                s.sendall(wire)
+                resp = rt._read_response(rt._Reader(s, 10), "POST")
+                if (resp.status, resp.body) != (200, body):
+                    errors.append(f"client {i}: got {resp.status}, {len(resp.body)} bytes")
+                s.close()
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(f"client {i}: {e!r}")
+
+        for _ in range(3):
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(40)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+        assert not errors, f"expected every complete request answered intact: {errors[:5]}"
+        resp = http_request(rs.port, "GET", "/count")
+        assert resp.status == 200, f"expected ringside healthy afterwards, got {resp.status}"
+        waits = rs.metric("ringside_recv_buffer_waits_total")
+        assert waits and waits > 0, f"expected the ring to run dry at least once, waits = {waits}"
+
+
 def test_many_concurrent_connections():
     with Origin() as origin, Ringside("workers: 2\n", origin) as rs:
         results = rt.parallel(lambda: http_request(rs.port, "GET", "/delay?ms=100").status,
