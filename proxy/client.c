@@ -14,6 +14,7 @@ static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 static void client_close(struct worker *w, struct client *cl);
 static void client_process_input(struct worker *w, struct client *cl);
+static void forward_now(struct worker *w, struct client *cl, struct slice *head);
 
 enum timer_mode { TM_NONE, TM_HEADER, TM_IDLE, TM_SEND };
 
@@ -24,7 +25,7 @@ static void client_update_timer(struct worker *w, struct client *cl)
     struct conn *c = &cl->c;
     const struct cfg_timeouts *t = &w->cfg->cfg->timeouts;
     uint8_t mode;
-    if (c->closing)
+    if (c->closing || cl->detached)
         mode = TM_NONE;
     else if (c->out.bytes > 0)
         mode = TM_SEND;
@@ -97,12 +98,14 @@ void client_accept(struct worker *w, int fd)
 static void client_free(struct worker *w, struct client *cl)
 {
     timer_cancel(&w->timers, &cl->c.timer);
-    close(cl->c.fd);
+    if (cl->c.fd >= 0)
+        close(cl->c.fd);
     outq_clear(&cl->c.out);
     bytes_free(&cl->in);
     if (cl->counted)
         atomic_fetch_sub(&w->rt->connections, 1);
-    metrics_gauge_add(w->mw, w->m.connections_active, -1);
+    if (!cl->detached)
+        metrics_gauge_add(w->mw, w->m.connections_active, -1);
     w->clients--;
     worker_slot_free(w, &cl->c);
     free(cl);
@@ -143,6 +146,17 @@ static void exchange_end(struct worker *w, struct client *cl)
         up->client = NULL;
         upstream_release(w, up, false);
     }
+    timer_cancel(&w->timers, &x->deadline);
+    if (x->handled) {
+        const struct handler_ops *h = worker_handler;
+        if (x->watch && h->response_end != NULL)
+            h->response_end(w->hstate, (struct hx *)x, x->resp_complete);
+        x->watch = false;
+        if (h->end != NULL)
+            h->end(w->hstate, (struct hx *)x);
+    }
+    if (x->fwd_head != NULL)
+        slice_unref(x->fwd_head);
     if (x->upstream_start_ns != 0 && x->upstream_ns == 0)
         x->upstream_ns = w->now - x->upstream_start_ns;
     metrics_add(w->mw, wcfg_requests_series(w, x->cfg, x->route, x->method, x->status), 1);
@@ -247,8 +261,10 @@ static void start_exchange(struct worker *w, struct client *cl, const struct htt
     struct exchange *x = &cl->x;
     memset(x, 0, sizeof(*x));
     x->active = true;
+    x->worker = w;
     x->cfg = w->cfg;
     w->cfg->refs++;
+    timer_init(&x->deadline, tag_make(TAG_CLIENT_DEADLINE, cl->c.slot, cl->c.gen));
     x->method = req->method;
     x->minor_version = req->msg.minor_version;
     x->keep_alive = req->msg.keep_alive && !w->draining;
@@ -277,20 +293,46 @@ static void start_exchange(struct worker *w, struct client *cl, const struct htt
     x->may_retry = x->req_done && idempotent(x->method) &&
                    w->cfg->cfg->upstream.retry_idempotent;
 
+    const struct handler_ops *h = worker_handler;
+    const void *section =
+        h != NULL ? cfg_route_module(&w->cfg->cfg->routes[x->route], h->route_module) : NULL;
+    if (section != NULL) {
+        x->handled = true;
+        enum handler_verdict v = h->request(w->hstate, (struct hx *)x, req, section);
+        /* Answered already (a hit), or parked until the handler decides. */
+        if (!x->active || cl->c.closing)
+            return;
+        if (v == HANDLER_TAKEN && x->req_done) {
+            x->taken = true;
+            return;
+        }
+    }
+
     if (req->expect_continue && !x->req_done)
         queue_slice(w, cl, slice_copy(continue_100, sizeof(continue_100) - 1));
 
-    struct forward_info fi = {
-        .peer = cl->peer,
-        .request_id = x->request_id,
-        .upstream_minor = req->msg.minor_version,
-    };
-    struct slice *head = forward_request_head(req, &fi);
+    struct slice *head = x->fwd_head;
+    x->fwd_head = NULL;
+    if (head == NULL) {
+        struct forward_info fi = {
+            .peer = cl->peer,
+            .request_id = x->request_id,
+            .upstream_minor = req->msg.minor_version,
+        };
+        head = forward_request_head(req, &fi);
+    }
     if (head == NULL) {
         x->status = 500;
         reject(w, cl, 500, "out of memory\n");
         return;
     }
+    forward_now(w, cl, head);
+}
+
+/* Send head (taken over) to a backend connection. */
+static void forward_now(struct worker *w, struct client *cl, struct slice *head)
+{
+    struct exchange *x = &cl->x;
     if (x->may_retry)
         x->head = slice_ref(head);
     x->up = upstream_acquire(w, cl, false);
@@ -404,9 +446,11 @@ static size_t process(struct worker *w, struct client *cl, const char *data, siz
 
 static void client_process_input(struct worker *w, struct client *cl)
 {
-    if (cl->in.len == 0)
+    if (cl->in.len == 0 || cl->processing)
         return;
+    cl->processing = true;
     size_t used = process(w, cl, cl->in.data, cl->in.len, cl->parsed_len);
+    cl->processing = false;
     if (!cl->c.closing)
         bytes_consume(&cl->in, used);
 }
@@ -421,7 +465,9 @@ void client_on_recv(struct worker *w, struct client *cl, const struct loop_event
         if (!c->closing && !cl->close_after_send) {
             if (cl->in.len == 0) {
                 /* The common case: a whole message in one buffer, parsed where it lies. */
+                cl->processing = true;
                 size_t used = process(w, cl, data, n, 0);
+                cl->processing = false;
                 if (!c->closing && used < n && bytes_append(&cl->in, data + used, n - used) < 0)
                     client_close(w, cl);
             } else if (bytes_append(&cl->in, data, n) < 0) {
@@ -521,13 +567,17 @@ void client_drain(struct worker *w, struct client *cl)
 
 bool client_wants_more(const struct worker *w, const struct client *cl)
 {
-    return cl->c.out.bytes < out_high(w);
+    return cl->detached || cl->c.out.bytes < out_high(w);
 }
 
 int client_queue(struct worker *w, struct client *cl, struct slice *s, uint32_t off, uint32_t len)
 {
     cl->x.resp_started = true;
     cl->x.resp_bytes += len;
+    if (cl->detached) {
+        slice_unref(s);
+        return 0;
+    }
     if (outq_push(&cl->c.out, s, off, len) < 0)
         return -ENOMEM;
     conn_flush_later(w, &cl->c);
@@ -593,7 +643,19 @@ void client_upstream_failed(struct worker *w, struct client *cl, enum up_error e
         client_close(w, cl);
         return;
     }
-    x->status = err == UPERR_TIMEOUT ? 504 : 502;
+    int status = err == UPERR_TIMEOUT ? 504 : 502;
+    if (x->watch && worker_handler->upstream_failed != NULL) {
+        if (worker_handler->upstream_failed(w->hstate, (struct hx *)x, status))
+            return; /* answered another way (a stale copy) */
+        if (!x->active || cl->c.closing)
+            return;
+    }
+    x->status = status;
+    if (cl->detached) {
+        x->resp_done = true;
+        client_response_done(w, cl);
+        return;
+    }
     char body[256];
     snprintf(body, sizeof(body), "%s: %s\n", x->status == 504 ? "upstream timeout" : "bad gateway",
              why);
@@ -611,4 +673,176 @@ void client_upstream_failed(struct worker *w, struct client *cl, enum up_error e
         x->req_done = true; /* whatever body is left is not read */
     }
     client_response_done(w, cl);
+}
+
+/* ---- the route handler's side of an exchange (proxy/handler.h) ---- */
+
+static struct client *exchange_client(struct hx *hx)
+{
+    return (struct client *)((char *)hx - offsetof(struct client, x));
+}
+
+int hx_prepare(struct hx *hx, const struct http1_request *req, const char *extra,
+               bool drop_conditionals)
+{
+    struct exchange *x = (struct exchange *)hx;
+    struct client *cl = exchange_client(hx);
+    struct forward_info fi = {
+        .peer = cl->peer,
+        .request_id = x->request_id,
+        .upstream_minor = req->msg.minor_version,
+        .extra = extra,
+        .drop_conditionals = drop_conditionals,
+    };
+    if (x->fwd_head != NULL)
+        slice_unref(x->fwd_head);
+    x->fwd_head = forward_request_head(req, &fi);
+    return x->fwd_head != NULL ? 0 : -ENOMEM;
+}
+
+int hx_forward(struct hx *hx)
+{
+    struct exchange *x = (struct exchange *)hx;
+    struct client *cl = exchange_client(hx);
+    struct worker *w = x->worker;
+    if (x->fwd_head == NULL)
+        return -EINVAL;
+    struct slice *head = x->fwd_head;
+    x->fwd_head = NULL;
+    x->taken = false;
+    timer_cancel(&w->timers, &x->deadline);
+    forward_now(w, cl, head);
+    return 0;
+}
+
+static int status_of(const struct slice *head)
+{
+    /* "HTTP/1.1 NNN " */
+    if (head->len < 12)
+        return 0;
+    const char *p = head->data + 9;
+    if (p[0] < '1' || p[0] > '5' || p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9')
+        return 0;
+    return (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+}
+
+int hx_respond(struct hx *hx, struct slice *head, const char *extra, struct slice *body)
+{
+    struct exchange *x = (struct exchange *)hx;
+    struct client *cl = exchange_client(hx);
+    struct worker *w = x->worker;
+    if (x->up != NULL) {
+        /* The backend's answer was taken (a 304 that refreshed an entry): a bodiless one
+         * leaves the connection in step for the next request. */
+        struct upstream *up = x->up;
+        bool reusable = up->head_done && x->resp_framing == HTTP1_BODY_NONE && up->keep;
+        x->up = NULL;
+        upstream_release(w, up, reusable);
+    }
+    timer_cancel(&w->timers, &x->deadline);
+    x->taken = false;
+    x->watch = false;
+    x->status = status_of(head);
+    bool close = !x->keep_alive || w->draining || !x->req_done || cl->close_after_send;
+    size_t extra_len = extra != NULL ? strlen(extra) : 0;
+    size_t cap = extra_len + strlen(x->request_id) + 64;
+    struct slice *tail = slice_new(cap);
+    int rc = 0;
+    if (tail == NULL) {
+        rc = -ENOMEM;
+    } else {
+        int n = snprintf(tail->data, cap, "%sX-Request-Id: %s\r\n%s\r\n", extra ? extra : "",
+                         x->request_id,
+                         close ? "Connection: close\r\n"
+                               : x->minor_version == 0 ? "Connection: keep-alive\r\n" : "");
+        tail->len = (uint32_t)n;
+    }
+    bool send_body = body != NULL && x->method != HTTP1_HEAD && x->status != 304 &&
+                     x->status != 204 && x->status >= 200;
+    if (rc == 0) {
+        rc = client_queue(w, cl, head, 0, head->len);
+        head = NULL;
+    }
+    if (rc == 0) {
+        rc = client_queue(w, cl, tail, 0, tail->len);
+        tail = NULL;
+    }
+    if (rc == 0 && send_body) {
+        rc = client_queue(w, cl, body, 0, body->len);
+        body = NULL;
+    }
+    if (head != NULL)
+        slice_unref(head);
+    if (tail != NULL)
+        slice_unref(tail);
+    if (body != NULL)
+        slice_unref(body);
+    if (rc < 0) {
+        x->error = "out of memory";
+        client_close(w, cl);
+        return rc;
+    }
+    x->keep_alive = !close;
+    x->resp_done = true;
+    client_response_done(w, cl);
+    return 0;
+}
+
+void hx_set_deadline(struct hx *hx, uint64_t ms)
+{
+    struct exchange *x = (struct exchange *)hx;
+    struct worker *w = x->worker;
+    if (ms == 0)
+        timer_cancel(&w->timers, &x->deadline);
+    else
+        timer_set(&w->timers, &x->deadline, w->now + ms * 1000000u);
+}
+
+void client_on_deadline(struct worker *w, struct client *cl)
+{
+    struct exchange *x = &cl->x;
+    if (cl->c.closing || !x->active || !x->taken || worker_handler->deadline == NULL)
+        return;
+    worker_handler->deadline(w->hstate, (struct hx *)x);
+}
+
+/* A request of ringside's own: an exchange with no client socket behind it. */
+int client_fetch(struct worker *w, uint32_t route, struct slice *head, void *state)
+{
+    struct client *cl = calloc(1, sizeof(*cl));
+    if (cl == NULL || worker_slot_alloc(w, &cl->c) < 0) {
+        free(cl);
+        slice_unref(head);
+        return -ENOMEM;
+    }
+    cl->c.fd = -1;
+    cl->c.is_client = true;
+    cl->detached = true;
+    outq_init(&cl->c.out);
+    timer_init(&cl->c.timer, tag_make(TAG_CLIENT_TIMER, cl->c.slot, cl->c.gen));
+    strcpy(cl->peer, "ringside");
+    w->clients++;
+
+    struct exchange *x = &cl->x;
+    x->active = true;
+    x->worker = w;
+    x->cfg = w->cfg;
+    w->cfg->refs++;
+    timer_init(&x->deadline, tag_make(TAG_CLIENT_DEADLINE, cl->c.slot, cl->c.gen));
+    x->method = HTTP1_GET;
+    x->minor_version = 1;
+    x->start_ns = w->now;
+    x->route = route < w->cfg->cfg->num_routes ? route : (uint32_t)w->cfg->cfg->num_routes - 1;
+    worker_request_id(w, x->request_id);
+    const char *sp = memchr(head->data, ' ', head->len);
+    const char *end = sp != NULL ? memchr(sp + 1, ' ', head->len - (size_t)(sp + 1 - head->data))
+                                 : NULL;
+    if (sp != NULL && end != NULL)
+        log_json_escape(sp + 1, (size_t)(end - sp - 1), x->target, sizeof(x->target));
+    x->req_done = true;
+    x->handled = true;
+    x->watch = true;
+    x->hstate = state;
+    forward_now(w, cl, head);
+    return 0;
 }

@@ -1134,6 +1134,201 @@ static int load_field(struct loader *ld, const struct field *f, const struct nod
     return fail(ld, n, "internal error: unhandled key");
 }
 
+/* ---- module sections ------------------------------------------------------------------ */
+
+static const struct cfg_module *modules[CFG_MAX_MODULES];
+static int num_modules;
+
+int cfg_register_module(const struct cfg_module *m)
+{
+    for (int i = 0; i < num_modules; i++)
+        if (strcmp(modules[i]->key, m->key) == 0 && modules[i]->per_route == m->per_route)
+            return i;
+    if (num_modules == CFG_MAX_MODULES)
+        return -ENOSPC;
+    modules[num_modules] = m;
+    return num_modules++;
+}
+
+static int module_index(const char *key_text, size_t len, bool per_route)
+{
+    for (int i = 0; i < num_modules; i++)
+        if (modules[i]->per_route == per_route && strlen(modules[i]->key) == len &&
+            memcmp(modules[i]->key, key_text, len) == 0)
+            return i;
+    return -1;
+}
+
+static void module_fields_free(const struct cfg_field *fields, void *base)
+{
+    for (const struct cfg_field *f = fields; f->key != NULL; f++) {
+        void *target = (char *)base + f->offset;
+        if (f->kind == CFG_K_STRING) {
+            free(*(char **)target);
+        } else if (f->kind == CFG_K_STRING_LIST) {
+            struct cfg_strings *l = target;
+            for (size_t i = 0; i < l->count; i++)
+                free(l->items[i]);
+            free(l->items);
+        } else if (f->kind == CFG_K_SECTION) {
+            module_fields_free(f->fields, base);
+        }
+    }
+}
+
+static void modules_free(void *const *sections, bool per_route)
+{
+    for (int i = 0; i < num_modules; i++) {
+        if (sections[i] == NULL || modules[i]->per_route != per_route)
+            continue;
+        if (modules[i]->release != NULL)
+            modules[i]->release(sections[i]);
+        module_fields_free(modules[i]->fields, sections[i]);
+        free(sections[i]);
+    }
+}
+
+static int load_module_mapping(struct loader *ld, const struct node *map,
+                               const struct cfg_field *fields, void *base);
+
+static int module_fail_unknown(struct loader *ld, const struct node *key,
+                               const struct cfg_field *fields)
+{
+    char list[512];
+    size_t o = 0;
+    list[0] = '\0';
+    for (const struct cfg_field *f = fields; f->key != NULL && o < sizeof(list); f++) {
+        int n = snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "", f->key);
+        if (n > 0)
+            o += (size_t)n;
+    }
+    return fail(ld, key, "unknown key (expected one of: %s)", list);
+}
+
+static int load_module_string(struct loader *ld, const struct cfg_field *f, const struct node *n,
+                              char **out)
+{
+    const char *s = scalar(ld, n, "a string");
+    if (s == NULL)
+        return -1;
+    size_t len = strlen(s);
+    if (len < f->min)
+        return fail(ld, n, "must not be empty");
+    if (f->max != 0 && len > f->max)
+        return fail(ld, n, "longer than %llu bytes", (unsigned long long)f->max);
+    if ((*out = strdup(s)) == NULL)
+        return fail_oom(ld);
+    return 0;
+}
+
+static int load_module_field(struct loader *ld, const struct cfg_field *f, const struct node *n,
+                             void *base)
+{
+    void *target = (char *)base + f->offset;
+    static const enum field_kind numeric[] = {
+        [CFG_K_DURATION] = F_DURATION, [CFG_K_SIZE64] = F_SIZE64,
+        [CFG_K_COUNT32] = F_COUNT32,   [CFG_K_BOOL] = F_BOOL,
+    };
+    switch (f->kind) {
+    case CFG_K_DURATION:
+    case CFG_K_SIZE64:
+    case CFG_K_COUNT32:
+    case CFG_K_BOOL: {
+        struct field core = {f->key, numeric[f->kind], f->offset, f->min, f->max, false, NULL};
+        return load_field(ld, &core, n, base);
+    }
+    case CFG_K_STRING:
+        free(*(char **)target);
+        *(char **)target = NULL;
+        return load_module_string(ld, f, n, target);
+    case CFG_K_STRING_LIST: {
+        if (n->type != NODE_SEQUENCE)
+            return fail_expected(ld, n, "a list of strings", NULL, NULL);
+        struct cfg_strings *l = target;
+        if ((l->items = calloc(n->num_kids + 1, sizeof(*l->items))) == NULL)
+            return fail_oom(ld);
+        for (size_t i = 0; i < n->num_kids; i++) {
+            size_t saved = path_push(ld, "[%zu]", i);
+            if (load_module_string(ld, f, n->kids[i], &l->items[i]) != 0)
+                return -1;
+            l->count++;
+            path_pop(ld, saved);
+        }
+        return 0;
+    }
+    case CFG_K_WORD: {
+        char what[256];
+        size_t o = (size_t)snprintf(what, sizeof(what), "one of");
+        for (int i = 0; f->words[i] != NULL && o < sizeof(what); i++)
+            o += (size_t)snprintf(what + o, sizeof(what) - o, "%s %s", i ? "," : "", f->words[i]);
+        const char *s = scalar(ld, n, what);
+        if (s == NULL)
+            return -1;
+        int idx = word_index(s, f->words);
+        if (idx < 0)
+            return fail_expected(ld, n, what, s, NULL);
+        *(int *)target = idx;
+        return 0;
+    }
+    case CFG_K_SECTION:
+        return load_module_mapping(ld, n, f->fields, base);
+    }
+    return fail(ld, n, "internal error: unhandled key");
+}
+
+static int load_module_mapping(struct loader *ld, const struct node *map,
+                               const struct cfg_field *fields, void *base)
+{
+    if (map->type != NODE_MAPPING)
+        return fail_expected(ld, map, "a mapping", NULL, NULL);
+    for (size_t i = 0; i + 1 < map->num_kids; i += 2) {
+        const struct node *key = map->kids[i], *value = map->kids[i + 1];
+        if (key->type != NODE_SCALAR)
+            return fail(ld, key, "expected a key name, got %s", kind_name(key));
+        size_t saved = path_push_key(ld, key->text, key->len);
+        const struct cfg_field *f = fields;
+        while (f->key != NULL && !node_is_key(key, f->key))
+            f++;
+        if (f->key == NULL)
+            return module_fail_unknown(ld, key, fields);
+        for (size_t j = 0; j < i; j += 2)
+            if (node_is_key(map->kids[j], f->key))
+                return fail(ld, key, "duplicate key (first at line %u, column %u)",
+                            map->kids[j]->line, map->kids[j]->column);
+        if (load_module_field(ld, f, value, base) != 0)
+            return -1;
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
+/* Read a module's section into a new struct stored in sections[index]. */
+static int load_module(struct loader *ld, int index, const struct node *n, void **sections)
+{
+    const struct cfg_module *m = modules[index];
+    void *section = calloc(1, m->size);
+    if (section == NULL)
+        return fail_oom(ld);
+    sections[index] = section; /* freed with the config, also on failure */
+    if (m->defaults != NULL)
+        m->defaults(section);
+    /* "cache: {}" and a bare "cache:" both turn the module on with its defaults. */
+    bool empty = n->type == NODE_SCALAR && n->len == 0 && n->style == YAML_PLAIN_SCALAR_STYLE;
+    if (!empty && load_module_mapping(ld, n, m->fields, section) != 0)
+        return -1;
+    if (m->check != NULL) {
+        const char *key = NULL;
+        const char *why = m->check(section, &key);
+        if (why != NULL) {
+            const struct node *at = key != NULL && node_get(n, key) != NULL ? node_get(n, key) : n;
+            if (key != NULL)
+                path_push_key(ld, key, strlen(key));
+            return fail(ld, at, "%s", why);
+        }
+    }
+    return 0;
+}
+
 static int fail_unknown_key(struct loader *ld, const struct node *key, const struct field *fields)
 {
     char list[512];
@@ -1144,6 +1339,14 @@ static int fail_unknown_key(struct loader *ld, const struct node *key, const str
         if (n > 0)
             o += (size_t)n;
     }
+    if (fields == root_fields || fields == route_fields)
+        for (int i = 0; i < num_modules && o < sizeof(list); i++) {
+            if (modules[i]->per_route != (fields == route_fields))
+                continue;
+            int n = snprintf(list + o, sizeof(list) - o, ", %s", modules[i]->key);
+            if (n > 0)
+                o += (size_t)n;
+        }
     return fail(ld, key, "unknown key (expected one of: %s)", list);
 }
 
@@ -1163,6 +1366,21 @@ static int load_mapping(struct loader *ld, const struct node *map, const struct 
         const struct field *f = fields;
         while (f->key != NULL && !node_is_key(key, f->key))
             f++;
+        if (f->key == NULL && (fields == root_fields || fields == route_fields)) {
+            bool per_route = fields == route_fields;
+            int mi = module_index(key->text, key->len, per_route);
+            if (mi >= 0) {
+                for (size_t j = 0; j < i; j += 2)
+                    if (node_is_key(map->kids[j], modules[mi]->key))
+                        return fail(ld, key, "duplicate key (first at line %u, column %u)",
+                                    map->kids[j]->line, map->kids[j]->column);
+                void **sections = per_route ? ((struct cfg_route *)base)->modules : ld->cfg->modules;
+                if (load_module(ld, mi, value, sections) != 0)
+                    return -1;
+                path_pop(ld, saved);
+                continue;
+            }
+        }
         if (f->key == NULL)
             return fail_unknown_key(ld, key, fields);
         for (size_t j = 0; j < i; j += 2)
@@ -1500,8 +1718,10 @@ void cfg_free(struct cfg *cfg)
     for (size_t i = 0; i < cfg->num_routes; i++) {
         free(cfg->routes[i].name);
         free(cfg->routes[i].prefix);
+        modules_free(cfg->routes[i].modules, true);
     }
     free(cfg->routes);
+    modules_free(cfg->modules, false);
     free(cfg);
 }
 

@@ -58,10 +58,13 @@ struct cfg_log {
     bool access;              /* one JSON line per request; default true */
 };
 
+#define CFG_MAX_MODULES 8
+
 struct cfg_route {
     char *name;        /* metrics label; default: the prefix */
     char *prefix;      /* match.prefix; default "/" */
     uint32_t methods;  /* match.methods as a bitmask of 1u << enum http1_method; 0 = all */
+    void *modules[CFG_MAX_MODULES]; /* per-route module sections, NULL when absent */
 };
 
 struct cfg {
@@ -78,7 +81,65 @@ struct cfg {
     struct cfg_log log;
     struct cfg_route *routes;    /* in file order; the first match wins */
     size_t num_routes;           /* a catch-all "default" route is appended when none matches "/" */
+    void *modules[CFG_MAX_MODULES]; /* top-level module sections, NULL when absent */
 };
+
+/* ---- module sections ----------------------------------------------------------------
+ * The core knows nothing of the modules wired in by main (cache, ...). A module
+ * registers the keys it reads, at the top level or inside each route, before any load;
+ * the loader then reads them with the same error messages as its own keys, and frees
+ * what it allocated for them. */
+
+enum cfg_kind {
+    CFG_K_DURATION,    /* uint64_t ms */
+    CFG_K_SIZE64,      /* uint64_t bytes */
+    CFG_K_COUNT32,     /* uint32_t */
+    CFG_K_BOOL,        /* bool */
+    CFG_K_STRING,      /* char * (non-empty unless min is 0) */
+    CFG_K_STRING_LIST, /* struct cfg_strings: a list of strings */
+    CFG_K_WORD,        /* int: index of the value in .words */
+    CFG_K_SECTION,     /* a nested mapping described by .fields */
+};
+
+struct cfg_strings {
+    char **items;
+    size_t count;
+};
+
+struct cfg_field {
+    const char *key;
+    enum cfg_kind kind;
+    size_t offset;                /* into the module's struct */
+    uint64_t min, max;            /* numbers; for strings max is the longest length */
+    const struct cfg_field *fields; /* CFG_K_SECTION; NULL-key terminated */
+    const char *const *words;     /* CFG_K_WORD; NULL terminated */
+};
+
+struct cfg_module {
+    const char *key;   /* "cache" */
+    bool per_route;    /* under routes[i] instead of the top level */
+    size_t size;       /* of the struct the section fills */
+    const struct cfg_field *fields;
+    void (*defaults)(void *section); /* or NULL: zeroed */
+    /* Checks across keys once the section is read: NULL, or a message; *key names the
+     * offending key relative to the section (or NULL for the section itself). */
+    const char *(*check)(void *section, const char **key);
+    /* Frees what check derived (the loader frees the fields it read). Or NULL. */
+    void (*release)(void *section);
+};
+
+/* Register before any load (not thread-safe). Returns the module's index for
+ * cfg_module / cfg_route_module, or -ENOSPC. Registering the same key again returns the
+ * index it has. */
+int cfg_register_module(const struct cfg_module *m);
+static inline const void *cfg_module(const struct cfg *cfg, int index)
+{
+    return index >= 0 ? cfg->modules[index] : NULL;
+}
+static inline const void *cfg_route_module(const struct cfg_route *r, int index)
+{
+    return index >= 0 ? r->modules[index] : NULL;
+}
 
 /* Load and validate path. On success returns a new config (free with cfg_free) and
  * leaves err untouched; on failure returns NULL and writes a one-line message of the

@@ -19,6 +19,8 @@ static void put(struct writer *wr, const char *s, size_t len)
     /* The slice is sized from the input up front; the check is a last guard. */
     if ((size_t)(wr->end - wr->p) < len)
         len = (size_t)(wr->end - wr->p);
+    if (len == 0)
+        return;
     memcpy(wr->p, s, len);
     wr->p += len;
 }
@@ -113,8 +115,9 @@ static void put_merged(struct writer *wr, const struct http1_message *m, const c
 struct slice *forward_request_head(const struct http1_request *req, const struct forward_info *fi)
 {
     const struct http1_message *m = &req->msg;
+    size_t extra_len = fi->extra != NULL ? strlen(fi->extra) : 0;
     size_t cap = req->method_len + req->target_len + headers_bytes(m) + strlen(fi->peer) +
-                 strlen(fi->request_id) + 256;
+                 strlen(fi->request_id) + extra_len + 256;
     struct slice *s = slice_new(cap);
     if (s == NULL)
         return NULL;
@@ -139,6 +142,9 @@ struct slice *forward_request_head(const struct http1_request *req, const struct
             continue; /* merged below */
         if (http1_name_is(h, "x-request-id"))
             continue; /* written below, once, with the id ringside logs */
+        if (fi->drop_conditionals &&
+            (http1_name_is(h, "if-none-match") || http1_name_is(h, "if-modified-since")))
+            continue;
         have_proto |= http1_name_is(h, "x-forwarded-proto");
         have_fwd_host |= http1_name_is(h, "x-forwarded-host");
         put_field(&wr, h->name, h->name_len, h->value, h->value_len);
@@ -150,6 +156,7 @@ struct slice *forward_request_head(const struct http1_request *req, const struct
         put_field(&wr, "X-Forwarded-Host", 16, req->host, req->host_len);
     put_merged(&wr, m, "Via", "via", VIA_TOKEN, sizeof(VIA_TOKEN) - 1);
     put_field(&wr, "X-Request-Id", 12, fi->request_id, strlen(fi->request_id));
+    put(&wr, fi->extra, extra_len);
     if (fi->upstream_minor == 0)
         puts_lit(&wr, "Connection: keep-alive\r\n");
     put(&wr, "\r\n", 2);
@@ -158,10 +165,11 @@ struct slice *forward_request_head(const struct http1_request *req, const struct
 }
 
 struct slice *forward_response_head(const struct http1_response *resp, const char *request_id,
-                                    const char *connection)
+                                    const char *connection, const char *extra)
 {
     const struct http1_message *m = &resp->msg;
-    size_t cap = resp->reason_len + headers_bytes(m) + strlen(request_id) + 128;
+    size_t extra_len = extra != NULL ? strlen(extra) : 0;
+    size_t cap = resp->reason_len + headers_bytes(m) + strlen(request_id) + extra_len + 128;
     struct slice *s = slice_new(cap);
     if (s == NULL)
         return NULL;
@@ -185,6 +193,7 @@ struct slice *forward_response_head(const struct http1_response *resp, const cha
     put_merged(&wr, m, "Via", "via", VIA_TOKEN, sizeof(VIA_TOKEN) - 1);
     if (!have_id)
         put_field(&wr, "X-Request-Id", 12, request_id, strlen(request_id));
+    put(&wr, extra, extra_len);
     if (connection != NULL) {
         puts_lit(&wr, "Connection: ");
         puts_lit(&wr, connection);

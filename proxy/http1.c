@@ -839,8 +839,26 @@ static ssize_t chunk_fail(struct http1_chunked *c, enum http1_error *err, enum h
     return -1;
 }
 
+static ssize_t chunked_scan(struct http1_chunked *c, const char *buf, size_t len,
+                            const struct http1_limits *lim, bool *done, enum http1_error *err,
+                            http1_chunk_data_fn *on_data, void *arg);
+
 ssize_t http1_chunked_scan(struct http1_chunked *c, const char *buf, size_t len,
                            const struct http1_limits *lim, bool *done, enum http1_error *err)
+{
+    return chunked_scan(c, buf, len, lim, done, err, NULL, NULL);
+}
+
+ssize_t http1_chunked_decode(struct http1_chunked *c, const char *buf, size_t len,
+                             const struct http1_limits *lim, bool *done, enum http1_error *err,
+                             http1_chunk_data_fn *on_data, void *arg)
+{
+    return chunked_scan(c, buf, len, lim, done, err, on_data, arg);
+}
+
+static ssize_t chunked_scan(struct http1_chunked *c, const char *buf, size_t len,
+                            const struct http1_limits *lim, bool *done, enum http1_error *err,
+                            http1_chunk_data_fn *on_data, void *arg)
 {
     size_t p = 0;
     *done = false;
@@ -851,6 +869,8 @@ ssize_t http1_chunked_scan(struct http1_chunked *c, const char *buf, size_t len,
         switch (c->_state) {
         case CS_DATA: {
             uint64_t n = len - p < c->_remaining ? len - p : c->_remaining;
+            if (on_data != NULL && n > 0)
+                on_data(arg, buf + p, (size_t)n);
             p += n;
             c->_remaining -= n;
             if (c->_remaining == 0)

@@ -149,6 +149,12 @@ void http1_chunked_init(struct http1_chunked *c);
 ssize_t http1_chunked_scan(struct http1_chunked *c, const char *buf, size_t len,
                            const struct http1_limits *lim, bool *done, enum http1_error *err);
 
+/* The same, also handing each run of chunk data (the decoded payload) to on_data. */
+typedef void http1_chunk_data_fn(void *arg, const char *data, size_t len);
+ssize_t http1_chunked_decode(struct http1_chunked *c, const char *buf, size_t len,
+                             const struct http1_limits *lim, bool *done, enum http1_error *err,
+                             http1_chunk_data_fn *on_data, void *arg);
+
 /* Case-insensitive comparison of a field name with a lowercase literal. */
 bool http1_name_is(const struct http1_header *h, const char *lower_name);
 

@@ -189,6 +189,10 @@ static void drain_and_stop(struct app *app, unsigned started)
         worker_wake(app->workers[i]);
     for (unsigned i = 0; i < started; i++)
         worker_join(app->workers[i]);
+    for (unsigned i = 0; i < started; i++) {
+        atomic_store(&app->rt.workers[i], NULL);
+        worker_free(app->workers[i]);
+    }
 }
 
 int main(int argc, char **argv)
@@ -265,7 +269,9 @@ int main(int argc, char **argv)
     runtime_set_config(&app.rt, rc);
     app.rt.metrics = metrics_new(app.rt.num_workers);
     app.workers = calloc(app.rt.num_workers, sizeof(*app.workers));
-    if (app.rt.metrics == NULL || app.workers == NULL || register_metrics(&app) < 0) {
+    app.rt.workers = calloc(app.rt.num_workers, sizeof(*app.rt.workers));
+    if (app.rt.metrics == NULL || app.workers == NULL || app.rt.workers == NULL ||
+        register_metrics(&app) < 0) {
         log_error("cannot start", "\"error\":\"out of memory\"");
         goto out_cfg;
     }
@@ -319,6 +325,7 @@ out_admin:
     admin_stop(admin);
 out_cfg:
     free(app.workers);
+    free(app.rt.workers);
     runtime_set_config(&app.rt, NULL);
     metrics_free(app.rt.metrics);
 out_log:

@@ -13,6 +13,8 @@
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
 
+struct worker;
+
 /* A loaded configuration plus what was derived from it off the workers (the resolved
  * backend address). Reference-counted: a worker holds one while the config is its
  * current one or a request started under it is still running. */
@@ -41,6 +43,7 @@ struct runtime {
     _Atomic bool draining;
     _Atomic unsigned workers_listening;
     uint64_t started_ns;
+    struct worker *_Atomic *workers; /* num_workers entries, each set once started */
 };
 
 /* Publish a new current config (taking over the caller's reference) and drop the
@@ -51,5 +54,7 @@ struct rcfg *runtime_config(struct runtime *rt);
 
 /* Monotonic clock in ns. */
 uint64_t runtime_now_ns(void);
+/* Wall-clock seconds (HTTP's dates and ages). */
+int64_t runtime_wall(void);
 
 #endif

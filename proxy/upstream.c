@@ -240,6 +240,14 @@ void upstream_on_send(struct worker *w, struct upstream *up, int res)
         conn_arm_recv(w, &cl->c, TAG_CLIENT_RECV);
 }
 
+/* Response payload for a route handler that watches the exchange. */
+static void watched_body(void *arg, const char *data, size_t len)
+{
+    struct exchange *x = arg;
+    if (x->watch && worker_handler->response_body != NULL)
+        worker_handler->response_body(x->worker->hstate, (struct hx *)x, data, len);
+}
+
 /* Forward body bytes data[0, len) of the response; src is the slice they lie in (a
  * receive buffer) or NULL when they must be copied. Returns the bytes that belong to
  * the response, or -1 after a failure was reported. */
@@ -262,8 +270,11 @@ static ssize_t forward_body(struct worker *w, struct upstream *up, struct slice 
         break;
     case HTTP1_BODY_CHUNKED: {
         enum http1_error err = HTTP1_OK;
-        ssize_t r = http1_chunked_scan(&x->resp_chunked, data, len, &x->cfg->resp_limits, &done,
-                                       &err);
+        ssize_t r = x->watch ? http1_chunked_decode(&x->resp_chunked, data, len,
+                                                    &x->cfg->resp_limits, &done, &err,
+                                                    watched_body, x)
+                             : http1_chunked_scan(&x->resp_chunked, data, len,
+                                                  &x->cfg->resp_limits, &done, &err);
         if (r < 0) {
             fail(w, up, UPERR_BAD_RESPONSE, "malformed chunked body from the backend");
             return -1;
@@ -274,6 +285,8 @@ static ssize_t forward_body(struct worker *w, struct upstream *up, struct slice 
     case HTTP1_BODY_UNTIL_CLOSE:
         break;
     }
+    if (n > 0 && x->watch && x->resp_framing != HTTP1_BODY_CHUNKED)
+        watched_body(x, data, n);
     if (n > 0 && x->method != HTTP1_HEAD) {
         struct slice *s;
         uint32_t off = 0;
@@ -293,6 +306,7 @@ static ssize_t forward_body(struct worker *w, struct upstream *up, struct slice 
         bool reusable = up->keep && n == len;
         x->up = NULL;
         upstream_release(w, up, reusable);
+        x->resp_complete = true;
         client_response_done(w, cl);
     }
     return (ssize_t)n;
@@ -345,7 +359,7 @@ static void on_response_bytes(struct worker *w, struct upstream *up, struct slic
             /* Interim responses: ringside already answered 100-continue itself; others
              * (103 Early Hints) go to the client, and the final response follows. */
             if (resp.status != 100) {
-                struct slice *h = forward_response_head(&resp, x->request_id, NULL);
+                struct slice *h = forward_response_head(&resp, x->request_id, NULL, NULL);
                 if (h == NULL || client_queue(w, cl, h, 0, h->len) < 0) {
                     fail(w, up, UPERR_RESET, "out of memory");
                     return;
@@ -364,11 +378,15 @@ static void on_response_bytes(struct worker *w, struct upstream *up, struct slic
                 x->keep_alive = false;
             bool close = !x->keep_alive || w->draining;
             x->keep_alive = !close;
+            if (x->watch && worker_handler->response_head != NULL &&
+                worker_handler->response_head(w->hstate, (struct hx *)x, &resp) == HANDLER_TAKEN)
+                return; /* the handler answered, and let go of this connection */
             /* HTTP/1.0 clients close unless told otherwise (RFC 9112 §9.3). */
             const char *connection = close                   ? "close"
                                      : x->minor_version == 0 ? "keep-alive"
                                                              : NULL;
-            struct slice *h = forward_response_head(&resp, x->request_id, connection);
+            struct slice *h = forward_response_head(&resp, x->request_id, connection,
+                                                    x->resp_fields);
             if (h == NULL || client_queue(w, cl, h, 0, h->len) < 0) {
                 fail(w, up, UPERR_RESET, "out of memory");
                 return;
@@ -433,6 +451,7 @@ void upstream_on_recv(struct worker *w, struct upstream *up, const struct loop_e
         } else if (cl->x.resp_framing == HTTP1_BODY_UNTIL_CLOSE && ev->res == 0) {
             cl->x.up = NULL;
             upstream_release(w, up, false);
+            cl->x.resp_complete = true;
             client_response_done(w, cl);
         } else {
             fail(w, up, UPERR_RESET, "backend closed the connection mid-response");

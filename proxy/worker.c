@@ -396,6 +396,52 @@ static void conn_release_hold(struct worker *w, struct conn *c)
         upstream_op_done(w, (struct upstream *)c);
 }
 
+/* ---- work posted from other threads ---- */
+
+static void run_posts(struct worker *w, void *ws)
+{
+    pthread_mutex_lock(&w->post_lock);
+    struct post *p = w->posts;
+    w->posts = NULL;
+    pthread_mutex_unlock(&w->post_lock);
+    /* The list is newest first: run in the order posted. */
+    struct post *ordered = NULL;
+    while (p != NULL) {
+        struct post *next = p->next;
+        p->next = ordered;
+        ordered = p;
+        p = next;
+    }
+    while (ordered != NULL) {
+        struct post *next = ordered->next;
+        ordered->fn(ws, ordered->arg);
+        free(ordered);
+        ordered = next;
+    }
+}
+
+int worker_post(struct worker *w, void (*fn)(void *ws, void *arg), void *arg)
+{
+    struct post *p = malloc(sizeof(*p));
+    if (p == NULL)
+        return -ENOMEM;
+    p->fn = fn;
+    p->arg = arg;
+    pthread_mutex_lock(&w->post_lock);
+    bool stopped = w->stopped;
+    if (!stopped) {
+        p->next = w->posts;
+        w->posts = p;
+    }
+    pthread_mutex_unlock(&w->post_lock);
+    if (stopped) {
+        free(p);
+        return -ENOENT;
+    }
+    worker_wake(w);
+    return 0;
+}
+
 static void dispatch(struct worker *w, const struct loop_event *ev)
 {
     enum tag_kind kind = tag_kind(ev->tag);
@@ -408,9 +454,17 @@ static void dispatch(struct worker *w, const struct loop_event *ev)
     if (kind == TAG_WAKE) {
         if (atomic_load(&w->rt->draining))
             begin_drain(w);
-        else
-            loop_read(w->loop, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
-                      tag_make(TAG_WAKE, 0, 0));
+        /* Posted work keeps arriving while draining (a waiter woken by another worker). */
+        loop_read(w->loop, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
+                  tag_make(TAG_WAKE, 0, 0));
+        run_posts(w, w->hstate);
+        return;
+    }
+    if (kind >= TAG_HANDLER_FIRST && kind <= TAG_HANDLER_LAST) {
+        if (worker_handler != NULL && worker_handler->event != NULL)
+            worker_handler->event(w->hstate, ev);
+        else if (ev->flags & LOOP_F_BUFFER)
+            loop_buf_release(w->loop, ev->buf_id);
         return;
     }
     struct conn *c = slot_lookup(w, ev->tag);
@@ -457,16 +511,24 @@ static void run_timers(struct worker *w)
 {
     struct timer *t;
     while ((t = timer_pop_expired(&w->timers, w->now)) != NULL) {
-        if (tag_kind(t->tag) == TAG_DRAIN_TIMER) {
+        enum tag_kind kind = tag_kind(t->tag);
+        if (kind == TAG_DRAIN_TIMER) {
             force_close_all(w);
+            continue;
+        }
+        if (kind >= TAG_HANDLER_FIRST && kind <= TAG_HANDLER_LAST) {
+            if (worker_handler != NULL && worker_handler->timer != NULL)
+                worker_handler->timer(w->hstate, t->tag);
             continue;
         }
         struct conn *c = slot_lookup(w, t->tag);
         if (c == NULL)
             continue;
         c->inflight++;
-        if (tag_kind(t->tag) == TAG_CLIENT_TIMER)
+        if (kind == TAG_CLIENT_TIMER)
             client_on_timer(w, (struct client *)c);
+        else if (kind == TAG_CLIENT_DEADLINE)
+            client_on_deadline(w, (struct client *)c);
         else
             upstream_on_timer(w, (struct upstream *)c);
         conn_release_hold(w, c);
@@ -502,9 +564,17 @@ static void *worker_main(void *arg)
         w->bufslices[i].id = i;
     }
     w->now = runtime_now_ns();
+    w->wall = runtime_wall();
     adopt_config(w);
     if (w->cfg == NULL)
         goto out;
+    if (worker_handler != NULL && worker_handler->worker_start != NULL) {
+        w->hstate = worker_handler->worker_start((struct hw *)w);
+        if (w->hstate == NULL) {
+            log_error("route handler failed to start", "\"worker\":%u", w->index);
+            goto out;
+        }
+    }
     if (loop_accept(w->loop, w->listen_fd, tag_make(TAG_ACCEPT, 0, 0)) < 0 ||
         loop_read(w->loop, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
                   tag_make(TAG_WAKE, 0, 0)) < 0)
@@ -524,6 +594,7 @@ static void *worker_main(void *arg)
             break;
         }
         w->now = runtime_now_ns();
+        w->wall = runtime_wall();
         for (int i = 0; i < n; i++)
             dispatch(w, &evs[i]);
         run_timers(w);
@@ -541,6 +612,13 @@ out:
         for (int i = 0; i < n; i++)
             dispatch(w, &evs2[i]);
     }
+    pthread_mutex_lock(&w->post_lock);
+    w->stopped = true;
+    pthread_mutex_unlock(&w->post_lock);
+    run_posts(w, w->hstate);
+    if (w->hstate != NULL && worker_handler->worker_stop != NULL)
+        worker_handler->worker_stop(w->hstate);
+    w->hstate = NULL;
     log_debug("worker stopped", "\"worker\":%u", w->index);
     log_flush_thread();
     return NULL;
@@ -578,6 +656,7 @@ int worker_start(struct runtime *rt, unsigned index, struct worker **out, char *
     }
     w->index = index;
     w->rt = rt;
+    pthread_mutex_init(&w->post_lock, NULL);
     w->mw = metrics_worker(rt->metrics, index);
     w->free_slot = UINT32_MAX;
     w->listen_fd = -1;
@@ -650,6 +729,8 @@ int worker_start(struct runtime *rt, unsigned index, struct worker **out, char *
         snprintf(err, err_len, "pthread_create: %s", strerror(rc2));
         goto fail_wake;
     }
+    if (rt->workers != NULL)
+        atomic_store(&rt->workers[index], w);
     *out = w;
     return 0;
 
@@ -672,6 +753,13 @@ void worker_wake(struct worker *w)
 void worker_join(struct worker *w)
 {
     pthread_join(w->thread, NULL);
+}
+
+void worker_free(struct worker *w)
+{
+    /* Posts that raced the stop: their functions free what they carry. */
+    run_posts(w, NULL);
+    pthread_mutex_destroy(&w->post_lock);
     if (w->listen_fd >= 0)
         close(w->listen_fd);
     close(w->wake_fd);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "proxy/handler.h"
 #include "proxy/http1.h"
 #include "proxy/loop.h"
 #include "proxy/metrics.h"
@@ -33,6 +34,9 @@ enum tag_kind {
     TAG_UP_TIMER,
     TAG_DRAIN_TIMER,
     TAG_LISTEN_CANCEL, /* the cancel of the listener's accept, at drain */
+    TAG_CLIENT_DEADLINE, /* a route handler's deadline for an exchange */
+    TAG_HANDLER_FIRST = 0x40, /* kinds a route handler makes with hw_kind */
+    TAG_HANDLER_LAST = 0x47,
 };
 
 static inline uint64_t tag_make(enum tag_kind kind, uint32_t slot, uint32_t gen)
@@ -88,6 +92,7 @@ struct upstream;
 /* One request/response exchange of a client connection. */
 struct exchange {
     bool active;
+    struct worker *worker;
     struct wcfg *cfg;
     uint32_t route;
     enum http1_method method;
@@ -116,6 +121,15 @@ struct exchange {
     uint64_t upstream_start_ns;
     uint64_t upstream_ns;
     const char *error; /* what went wrong, for the access log */
+    /* route handler (proxy/handler.h) */
+    bool handled;           /* the handler saw the request: it gets the end callback */
+    bool taken;             /* the handler answers, or forwards later */
+    bool watch;             /* response callbacks */
+    bool resp_complete;     /* the backend's response arrived whole */
+    void *hstate;
+    const char *resp_fields;  /* added to the forwarded response head */
+    struct slice *fwd_head;   /* built by hx_prepare */
+    struct timer deadline;
 };
 
 struct client {
@@ -127,6 +141,8 @@ struct client {
     struct exchange x;
     uint32_t requests;    /* served on this connection */
     uint8_t timer_mode;   /* what the timer waits for (client.c) */
+    bool detached;        /* no socket: a request of ringside's own (hw_fetch) */
+    bool processing;      /* inside process(): a nested call must not parse again */
     char peer[INET6_ADDRSTRLEN];
 };
 
@@ -191,7 +207,22 @@ struct worker {
     uint32_t idle_count;
     struct slice *bufslices; /* one per provided buffer, to send received bytes as is */
     uint64_t rng[2];
+    int64_t wall;            /* wall-clock seconds, once per turn */
+    void *hstate;            /* the route handler's per-worker state */
+    /* Work posted by other threads (hw_post), run on this worker's thread. */
+    pthread_mutex_t post_lock;
+    struct post *posts;
+    bool stopped;            /* the thread has left its loop */
 };
+
+struct post {
+    void (*fn)(void *ws, void *arg);
+    void *arg;
+    struct post *next;
+};
+
+/* The registered route handler, or NULL. */
+extern const struct handler_ops *worker_handler;
 
 /* A connection's queued output above which its source stops being read, and below
  * which reading resumes. */
@@ -225,6 +256,8 @@ void worker_request_id(struct worker *w, char out[33]);
 
 /* client.c */
 void client_accept(struct worker *w, int fd);
+int client_fetch(struct worker *w, uint32_t route, struct slice *head, void *state);
+void client_on_deadline(struct worker *w, struct client *cl);
 void client_on_recv(struct worker *w, struct client *cl, const struct loop_event *ev);
 void client_on_send(struct worker *w, struct client *cl, int res);
 void client_on_timer(struct worker *w, struct client *cl);
@@ -257,13 +290,15 @@ struct forward_info {
     const char *peer;
     const char *request_id; /* the client's own when it sent a usable one */
     int upstream_minor; /* version of the request line sent upstream */
+    const char *extra;  /* fields to add, "Name: value\r\n"..., or NULL */
+    bool drop_conditionals; /* leave out If-None-Match and If-Modified-Since */
 };
 /* The request head to send upstream; NULL on ENOMEM. */
 struct slice *forward_request_head(const struct http1_request *req, const struct forward_info *fi);
 /* The response head to send the client, with "Connection: <connection>" when it is not
  * NULL; NULL on ENOMEM. */
 struct slice *forward_response_head(const struct http1_response *resp, const char *request_id,
-                                    const char *connection);
+                                    const char *connection, const char *extra);
 /* A complete response made by ringside itself (errors, 503 at the limit). */
 struct slice *forward_error_response(int status, const char *body, const char *request_id,
                                      bool close);
