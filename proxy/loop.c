@@ -1,6 +1,7 @@
 #include "proxy/loop_internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <sys/mman.h>
 
 int loop_new(const struct loop_options *opt, struct loop **out)
@@ -67,6 +68,13 @@ int loop_connect(struct loop *l, int fd, const struct sockaddr *addr, socklen_t 
 int loop_read(struct loop *l, int fd, void *buf, uint32_t len, uint64_t tag)
 {
     return l->ops->read(l, fd, buf, len, tag);
+}
+
+int loop_poll(struct loop *l, int fd, uint32_t events, uint64_t tag)
+{
+    if ((events & (POLLIN | POLLOUT)) == 0 || (events & ~(uint32_t)(POLLIN | POLLOUT)) != 0)
+        return -EINVAL;
+    return l->ops->poll(l, fd, events, tag);
 }
 
 int loop_cancel_fd(struct loop *l, int fd, uint64_t tag)

@@ -57,12 +57,19 @@ int loop_send(struct loop *l, int fd, const struct msghdr *msg, uint64_t tag);
 int loop_connect(struct loop *l, int fd, const struct sockaddr *addr, socklen_t len, uint64_t tag);
 /* One read into buf (for an eventfd); res = bytes or -errno. */
 int loop_read(struct loop *l, int fd, void *buf, uint32_t len, uint64_t tag);
+/* One-shot poll for readiness: events is POLLIN and/or POLLOUT (<poll.h>), anything else
+ * is -EINVAL. Completes once fd is ready for one of them with res = the ready mask (of
+ * events, plus POLLERR and POLLHUP, which are always reported), or -errno. Cancel it with
+ * loop_cancel_op (target_tag = tag) or loop_cancel_fd. One poll per fd at a time: the epoll
+ * backend refuses a second with -EBUSY. */
+int loop_poll(struct loop *l, int fd, uint32_t events, uint64_t tag);
 /* End every operation on fd: each completes (usually -ECANCELED, without LOOP_F_MORE);
  * then a completion with tag reports the cancel itself. */
 int loop_cancel_fd(struct loop *l, int fd, uint64_t tag);
 
 /* End the one operation started on fd with target_tag (a multishot receive, to pause
- * it): it completes without LOOP_F_MORE, then a completion with tag reports the cancel. */
+ * it, or a poll): it completes without LOOP_F_MORE, then a completion with tag reports
+ * the cancel (0, or -errno: -ENOENT when nothing matched). */
 int loop_cancel_op(struct loop *l, int fd, uint64_t target_tag, uint64_t tag);
 
 /* Provided buffers. */

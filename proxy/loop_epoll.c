@@ -5,6 +5,7 @@
 #include "proxy/loop_internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +19,15 @@ enum {
     OP_SEND = 4,
     OP_CONNECT = 8,
     OP_READ = 16,
+    OP_POLL = 32,
     ACCEPT_BURST = 64, /* accepts per readiness event, so one listener can't starve the rest */
 };
 
 struct fd_state {
     uint8_t ops;
     uint32_t registered; /* epoll events currently registered; 0 = not in the set */
-    uint64_t accept_tag, recv_tag, send_tag, connect_tag, read_tag;
+    uint64_t accept_tag, recv_tag, send_tag, connect_tag, read_tag, poll_tag;
+    uint32_t poll_events; /* EPOLLIN / EPOLLOUT the poll waits for */
     const struct msghdr *send_msg;
     void *read_buf;
     uint32_t read_len;
@@ -87,6 +90,8 @@ static int update_interest(struct epoll_loop *e, int fd, struct fd_state *s)
         want |= EPOLLIN;
     if (s->ops & (OP_SEND | OP_CONNECT))
         want |= EPOLLOUT;
+    if (s->ops & OP_POLL)
+        want |= s->poll_events;
     if (want == s->registered)
         return 0;
     struct epoll_event ev = {.events = want, .data.fd = fd};
@@ -108,6 +113,7 @@ static int arm(struct epoll_loop *e, int fd, uint8_t op, uint64_t tag)
     case OP_SEND: s->send_tag = tag; break;
     case OP_CONNECT: s->connect_tag = tag; break;
     case OP_READ: s->read_tag = tag; break;
+    case OP_POLL: s->poll_tag = tag; break;
     }
     s->ops |= op;
     int rc = update_interest(e, fd, s);
@@ -145,6 +151,27 @@ static int e_read(struct loop *l, int fd, void *buf, uint32_t len, uint64_t tag)
     return arm(e, fd, OP_READ, tag);
 }
 
+static int e_poll(struct loop *l, int fd, uint32_t events, uint64_t tag)
+{
+    struct epoll_loop *e = (struct epoll_loop *)l;
+    struct fd_state *s = state_of(e, fd);
+    if (s == NULL)
+        return -ENOMEM;
+    if (s->ops & OP_POLL)
+        return -EBUSY;
+    s->poll_events = (events & POLLIN ? (uint32_t)EPOLLIN : 0) |
+                     (events & POLLOUT ? (uint32_t)EPOLLOUT : 0);
+    return arm(e, fd, OP_POLL, tag);
+}
+
+/* The poll's result in poll(2) bits: what it waits for, plus errors and hangups. */
+static int32_t poll_result(uint32_t epoll_events, uint32_t waited)
+{
+    uint32_t ready = epoll_events & (waited | EPOLLERR | EPOLLHUP);
+    return (int32_t)((ready & EPOLLIN ? POLLIN : 0) | (ready & EPOLLOUT ? POLLOUT : 0) |
+                     (ready & EPOLLERR ? POLLERR : 0) | (ready & EPOLLHUP ? POLLHUP : 0));
+}
+
 static int e_send(struct loop *l, int fd, const struct msghdr *msg, uint64_t tag)
 {
     struct epoll_loop *e = (struct epoll_loop *)l;
@@ -179,7 +206,8 @@ static int e_cancel_fd(struct loop *l, int fd, uint64_t tag)
             uint8_t op;
             uint64_t tag;
         } ops[] = {{OP_ACCEPT, s->accept_tag}, {OP_RECV, s->recv_tag}, {OP_SEND, s->send_tag},
-                   {OP_CONNECT, s->connect_tag}, {OP_READ, s->read_tag}};
+                   {OP_CONNECT, s->connect_tag}, {OP_READ, s->read_tag},
+                   {OP_POLL, s->poll_tag}};
         for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
             if (!(s->ops & ops[i].op))
                 continue;
@@ -200,8 +228,13 @@ static int e_cancel_op(struct loop *l, int fd, uint64_t target_tag, uint64_t tag
     struct epoll_loop *e = (struct epoll_loop *)l;
     struct fd_state *s = fd < e->fds_cap ? &e->fds[fd] : NULL;
     int found = 0;
-    if (s != NULL && (s->ops & OP_RECV) && s->recv_tag == target_tag) {
-        disarm(e, fd, s, OP_RECV);
+    uint8_t op = 0;
+    if (s != NULL && (s->ops & OP_RECV) && s->recv_tag == target_tag)
+        op = OP_RECV;
+    else if (s != NULL && (s->ops & OP_POLL) && s->poll_tag == target_tag)
+        op = OP_POLL;
+    if (op != 0) {
+        disarm(e, fd, s, op);
         found = 1;
         if (push(e, target_tag, -ECANCELED, 0, 0) < 0)
             return -ENOMEM;
@@ -299,6 +332,10 @@ static int e_wait(struct loop *l, struct loop_event *evs, unsigned max, int64_t 
         int fd = events[i].data.fd;
         struct fd_state *s = &e->fds[fd];
         uint32_t ev = events[i].events;
+        if ((s->ops & OP_POLL) && (ev & (s->poll_events | EPOLLERR | EPOLLHUP))) {
+            disarm(e, fd, s, OP_POLL);
+            push(e, s->poll_tag, poll_result(ev, s->poll_events), 0, 0);
+        }
         if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
             on_out_ready(e, fd, s);
         if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
@@ -335,6 +372,7 @@ static const struct loop_ops epoll_ops = {
     .send = e_send,
     .connect = e_connect,
     .read = e_read,
+    .poll = e_poll,
     .cancel_fd = e_cancel_fd,
     .cancel_op = e_cancel_op,
     .buf_release = e_buf_release,

@@ -13,6 +13,7 @@ struct loop_ops {
     int (*connect)(struct loop *l, int fd, const struct sockaddr *addr, socklen_t len,
                    uint64_t tag);
     int (*read)(struct loop *l, int fd, void *buf, uint32_t len, uint64_t tag);
+    int (*poll)(struct loop *l, int fd, uint32_t events, uint64_t tag);
     int (*cancel_fd)(struct loop *l, int fd, uint64_t tag);
     int (*cancel_op)(struct loop *l, int fd, uint64_t target_tag, uint64_t tag);
     void (*buf_release)(struct loop *l, uint16_t id);

@@ -81,6 +81,15 @@ static int u_read(struct loop *l, int fd, void *buf, uint32_t len, uint64_t tag)
     return 0;
 }
 
+static int u_poll(struct loop *l, int fd, uint32_t events, uint64_t tag)
+{
+    struct uring_loop *u = (struct uring_loop *)l;
+    SQE_OR_FAIL(u, sqe);
+    io_uring_prep_poll_add(sqe, fd, events);
+    io_uring_sqe_set_data64(sqe, tag);
+    return 0;
+}
+
 static int u_cancel_fd(struct loop *l, int fd, uint64_t tag)
 {
     struct uring_loop *u = (struct uring_loop *)l;
@@ -156,6 +165,7 @@ static const struct loop_ops uring_ops = {
     .send = u_send,
     .connect = u_connect,
     .read = u_read,
+    .poll = u_poll,
     .cancel_fd = u_cancel_fd,
     .cancel_op = u_cancel_op,
     .buf_release = u_buf_release,
