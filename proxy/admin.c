@@ -462,6 +462,27 @@ static void dispatch(struct admin *a, struct admin_conn *c)
         r->handle(a, c);
         return;
     }
+    if (c->listener == ADMIN_CONTROL && a->hooks.control != NULL) {
+        char m[16], p[1024];
+        if (c->method_len < sizeof(m) && c->path_len < sizeof(p)) {
+            memcpy(m, method, c->method_len);
+            m[c->method_len] = '\0';
+            memcpy(p, path, c->path_len);
+            p[c->path_len] = '\0';
+            char *body = NULL;
+            size_t body_len = 0;
+            int status = a->hooks.control(a->hooks.arg, m, p, c->in + c->head_len,
+                                          c->content_length, &body, &body_len);
+            if (status != 0) {
+                if (body == NULL)
+                    respond_error(a, c, status, NULL, "control request failed");
+                else
+                    respond(a, c, status, JSON_TYPE, NULL, body, body_len);
+                free(body);
+                return;
+            }
+        }
+    }
     respond_error(a, c, 404, NULL, "not found");
 }
 

@@ -32,6 +32,11 @@ struct admin_hooks {
     /* Reload the config as SIGHUP does; return 0 if the new config was applied, else -1 with
      * a one-line message in err. Runs on the admin thread, which waits for it. */
     int (*reload)(void *arg, char *err, size_t err_len);
+    /* Control-port paths the core does not serve (a module's, e.g. /cache/purge): return
+     * the status and set *body (malloc'd JSON the admin frees) and *body_len; or return 0
+     * when the path is unknown (404). Runs on the admin thread. */
+    int (*control)(void *arg, const char *method, const char *path, const char *req_body,
+                   size_t req_len, char **body, size_t *body_len);
 };
 
 /* Bind both listeners (SO_REUSEADDR; IPv4 or IPv6; port 0 picks a free port) and start the

@@ -682,8 +682,8 @@ static struct client *exchange_client(struct hx *hx)
     return (struct client *)((char *)hx - offsetof(struct client, x));
 }
 
-int hx_prepare(struct hx *hx, const struct http1_request *req, const char *extra,
-               bool drop_conditionals)
+struct slice *hx_request_head(struct hx *hx, const struct http1_request *req, const char *extra,
+                              bool drop_conditionals)
 {
     struct exchange *x = (struct exchange *)hx;
     struct client *cl = exchange_client(hx);
@@ -694,9 +694,16 @@ int hx_prepare(struct hx *hx, const struct http1_request *req, const char *extra
         .extra = extra,
         .drop_conditionals = drop_conditionals,
     };
+    return forward_request_head(req, &fi);
+}
+
+int hx_prepare(struct hx *hx, const struct http1_request *req, const char *extra,
+               bool drop_conditionals)
+{
+    struct exchange *x = (struct exchange *)hx;
     if (x->fwd_head != NULL)
         slice_unref(x->fwd_head);
-    x->fwd_head = forward_request_head(req, &fi);
+    x->fwd_head = hx_request_head(hx, req, extra, drop_conditionals);
     return x->fwd_head != NULL ? 0 : -ENOMEM;
 }
 

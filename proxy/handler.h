@@ -82,6 +82,10 @@ const char *hx_request_id(const struct hx *x);
  * (the handler sends its own validators in extra). 0 or -ENOMEM. */
 int hx_prepare(struct hx *x, const struct http1_request *req, const char *extra,
                bool drop_conditionals);
+/* Only during the request callback: a head for the same request that hw_fetch can send
+ * on its own (a background refresh); NULL on ENOMEM. */
+struct slice *hx_request_head(struct hx *x, const struct http1_request *req, const char *extra,
+                              bool drop_conditionals);
 /* Call the response callbacks for this exchange. */
 void hx_watch(struct hx *x);
 /* Add fields ("Name: value\r\n") to the response head forwarded to the client. The

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/cache.h"
 #include "proxy/admin.h"
 #include "proxy/config.h"
 #include "proxy/log.h"
@@ -113,7 +114,10 @@ static int reload(struct app *app, char *err, size_t err_len)
     }
     app->generation++;
     log_set_level(rc->cfg->log.level);
+    struct rcfg *prev = runtime_config(&app->rt);
     runtime_set_config(&app->rt, rc);
+    cache_reloaded(prev->cfg, rc->cfg);
+    rcfg_unref(prev);
     metrics_shared_add(app->rt.metrics, app->reload_ok, 1);
     log_info("config reloaded", "\"generation\":%llu", (unsigned long long)app->generation);
     pthread_mutex_unlock(&app->reload_lock);
@@ -121,6 +125,13 @@ static int reload(struct app *app, char *err, size_t err_len)
 }
 
 /* ---- admin hooks ---- */
+
+static int hook_control(void *arg, const char *method, const char *path, const char *req_body,
+                        size_t req_len, char **body, size_t *body_len)
+{
+    (void)arg;
+    return cache_control(method, path, req_body, req_len, body, body_len);
+}
 
 static bool hook_listeners_up(void *arg)
 {
@@ -189,6 +200,11 @@ static void drain_and_stop(struct app *app, unsigned started)
         worker_wake(app->workers[i]);
     for (unsigned i = 0; i < started; i++)
         worker_join(app->workers[i]);
+}
+
+/* After the admin thread has stopped: it may post work to worker 0 until then. */
+static void free_workers(struct app *app, unsigned started)
+{
     for (unsigned i = 0; i < started; i++) {
         atomic_store(&app->rt.workers[i], NULL);
         worker_free(app->workers[i]);
@@ -204,6 +220,10 @@ int main(int argc, char **argv)
     };
     const char *config_path = "ringside.yaml";
     int opt;
+    if (cache_register_config() < 0) {
+        fprintf(stderr, "ringside: cannot register the cache's configuration\n");
+        return 1;
+    }
     while ((opt = getopt_long(argc, argv, "c:t:Vh", options, NULL)) != -1) {
         switch (opt) {
         case 'c':
@@ -275,12 +295,17 @@ int main(int argc, char **argv)
         log_error("cannot start", "\"error\":\"out of memory\"");
         goto out_cfg;
     }
+    if (cache_start(rc->cfg, app.rt.metrics, err, sizeof(err)) < 0) {
+        log_error("cannot start", "\"error\":\"%s\"", err);
+        goto out_cfg;
+    }
 
     struct admin_hooks hooks = {
         .arg = &app,
         .listeners_up = hook_listeners_up,
         .backend_address = hook_backend_address,
         .reload = hook_reload,
+        .control = hook_control,
     };
     struct admin *admin = admin_start(&rc->cfg->metrics_listen, &rc->cfg->control_listen,
                                       app.rt.metrics, &hooks, err, sizeof(err));
@@ -323,7 +348,9 @@ int main(int argc, char **argv)
 
 out_admin:
     admin_stop(admin);
+    free_workers(&app, started);
 out_cfg:
+    cache_stop();
     free(app.workers);
     free(app.rt.workers);
     runtime_set_config(&app.rt, NULL);

@@ -457,6 +457,7 @@ static void dispatch(struct worker *w, const struct loop_event *ev)
         /* Posted work keeps arriving while draining (a waiter woken by another worker). */
         loop_read(w->loop, w->wake_fd, &w->wake_buf, sizeof(w->wake_buf),
                   tag_make(TAG_WAKE, 0, 0));
+        adopt_config(w); /* posted work may be about a config just published */
         run_posts(w, w->hstate);
         return;
     }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/cache.h"
 #include "proxy/config.h"
 
 static void check(int ok, const char *what)
@@ -19,6 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static int registered;
+    if (!registered) {
+        /* The modules main wires in read their sections through the same loader. */
+        if (cache_register_config() < 0)
+            abort();
+        registered = 1;
+    }
     char err[256];
     err[0] = '\0';
     struct cfg *cfg = cfg_load_string((const char *)data, size, "fuzz.yaml", err, sizeof(err));

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache/cache.h"
 #include "proxy/config.h"
 #include "proxy/http1.h"
 
@@ -300,7 +301,9 @@ static const struct error_case error_cases[] = {
     {UP "lisen: 0.0.0.0:80\n", "2:1", "lisen: unknown key (expected one of: listen, workers,"},
     {"upstream:\n  address: a:1\n  adress: b:2\n", "3:3",
      "upstream.adress: unknown key (expected one of: address, connect_timeout,"},
-    {UP "redis: {url: redis://r}\n", "2:1", "redis: unknown key"},
+    {UP "websocket: {queue: 1}\n", "2:1", "websocket: unknown key"},
+    /* Module sections are listed with the core's keys. */
+    {UP "cach: {}\n", "2:1", "log, routes, cache, redis)"},
     {UP "\"a\\nb\\x01\": 1\n", "2:1", "t.yaml:2:1: a?b?: unknown key"},
     {UP "? [a]\n: 1\n", "2:3", "expected a key name, got a list"},
     {UP "log: {level: info, level: warn}\n", "2:20", "log.level: duplicate key (first at line 2, column 7)"},
@@ -407,8 +410,10 @@ static const struct error_case error_cases[] = {
      "routes[0].match.methods[1]: expected one of GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, "
      "CONNECT, TRACE (upper case), got \"get\""},
     {UP "routes:\n  - match: {prefix: /, methods: [BREW]}\n", "3:34", "got \"BREW\""},
-    {UP "routes:\n  - match: {prefix: /}\n    cache: {ttl: 5s}\n", "4:5",
-     "routes[0].cache: unknown key (expected one of: name, match)"},
+    {UP "routes:\n  - match: {prefix: /}\n    cache: {ttl: 5s}\n", "4:13",
+     "routes[0].cache.ttl: unknown key (expected one of: default_ttl,"},
+    {UP "routes:\n  - match: {prefix: /}\n    batch: {}\n", "4:5",
+     "routes[0].batch: unknown key (expected one of: name, match, cache)"},
     {UP "routes:\n  - match: {path: /}\n", "3:13", "routes[0].match.path: unknown key (expected one of: prefix, methods)"},
     {UP "routes: [/api]\n", "2:10", "routes[0]: expected a mapping, got \"/api\""},
 
@@ -785,6 +790,9 @@ static void test_auto_workers(void **state)
 
 int main(void)
 {
+    /* The example file configures the cache, whose keys main registers. */
+    if (cache_register_config() < 0)
+        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_full_file),
