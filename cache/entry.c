@@ -51,9 +51,13 @@ int cache_entry_set_key(struct cache_entry *e, const char *key, size_t len)
     return 0;
 }
 
+/* What malloc keeps per allocation besides the bytes asked for (glibc: a 16-byte header
+ * and rounding), so the bound covers the heap the entry really takes. */
+enum { ALLOC_OVERHEAD = 16 };
+
 static size_t str_charge(const char *s)
 {
-    return s != NULL ? strlen(s) + 1 : 0;
+    return s != NULL ? strlen(s) + 1 + ALLOC_OVERHEAD : 0;
 }
 
 void cache_entry_finish(struct cache_entry *e)
@@ -61,12 +65,13 @@ void cache_entry_finish(struct cache_entry *e)
     /* Heap slices carry their header in the same allocation; count it with the bytes. */
     size_t slices = 0;
     if (e->head != NULL)
-        slices += sizeof(struct slice) + e->head->len;
+        slices += sizeof(struct slice) + e->head->len + ALLOC_OVERHEAD;
     if (e->body != NULL)
-        slices += sizeof(struct slice) + e->body->len;
-    e->charge = sizeof(*e) + e->key_len + 1 + str_charge(e->vary) +
-                (e->variant != NULL ? e->variant_len + 1u : 0) + str_charge(e->tags) +
-                str_charge(e->etag) + slices;
+        slices += sizeof(struct slice) + e->body->len + ALLOC_OVERHEAD;
+    e->charge = sizeof(*e) + ALLOC_OVERHEAD + e->key_len + 1 + ALLOC_OVERHEAD +
+                str_charge(e->vary) +
+                (e->variant != NULL ? e->variant_len + 1u + ALLOC_OVERHEAD : 0) +
+                str_charge(e->tags) + str_charge(e->etag) + slices;
 }
 
 int64_t cache_entry_age(const struct cache_entry *e, int64_t now)

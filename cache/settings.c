@@ -16,7 +16,8 @@
 static int cache_index = -1, route_index = -1, redis_index = -1;
 
 static const char *const eviction_words[] = {[CACHE_EVICT_S3FIFO] = "s3fifo",
-                                             [CACHE_EVICT_LRU] = "lru", NULL};
+                                             [CACHE_EVICT_LRU] = "lru",
+                                             [CACHE_EVICT_SIEVE] = "sieve", NULL};
 static const char *const query_words[] = {[CACHE_QUERY_WORD_ALL] = "all",
                                           [CACHE_QUERY_WORD_NONE] = "none",
                                           [CACHE_QUERY_WORD_LIST] = "list", NULL};

@@ -123,7 +123,7 @@ static const struct error_case error_cases[] = {
     {UP "cache: { memry: 1MiB }\n", "2:10", "cache.memry: unknown key (expected one of: memory, max_object"},
     {UP "cache: { memory: 1KiB }\n", "2:18", "must be at least 1MiB"},
     {UP "cache: { memory: 2MiB, max_object: 4MiB }\n", "2:36", "cache.max_object: must not be larger than cache.memory"},
-    {UP "cache: { eviction: fifo }\n", "2:20", "one of s3fifo, lru"},
+    {UP "cache: { eviction: fifo }\n", "2:20", "one of s3fifo, lru, sieve"},
     {UP "cache: { header: \"X Cache\" }\n", "2:18", "header field name"},
     {UP "cache: { warm: [ftp://x/] }\n", "2:16", "a path"},
     {UP "cache: [1]\n", "2:8", "expected a mapping"},
