@@ -9,7 +9,7 @@ build=(build-essential cmake pkg-config liburing-dev libyaml-dev libhiredis-dev 
        libxxhash-dev libjansson-dev libcmocka-dev curl python3)
 test_pkgs=(clang libclang-rt-14-dev wrk redis-server prometheus yamllint
            docker.io docker-compose debootstrap)
-bench=(nginx-light haproxy wrk linux-perf)
+bench=(nginx-light haproxy varnish wrk linux-perf)
 
 want=("${build[@]}")
 for arg in "$@"; do
