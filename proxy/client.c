@@ -270,7 +270,8 @@ static void start_exchange(struct worker *w, struct client *cl, const struct htt
     x->keep_alive = req->msg.keep_alive && !w->draining;
     x->start_ns = w->now;
     x->route = match_route(w->cfg->cfg, req);
-    log_json_escape(req->target, req->target_len, x->target, sizeof(x->target));
+    if (w->cfg->cfg->log.access) /* only the access log reads it */
+        log_json_escape(req->target, req->target_len, x->target, sizeof(x->target));
 
     const char *id = NULL;
     for (size_t i = 0; i < req->msg.num_headers; i++) {
@@ -751,18 +752,33 @@ int hx_respond(struct hx *hx, struct slice *head, const char *extra, struct slic
     x->watch = false;
     x->status = status_of(head);
     bool close = !x->keep_alive || w->draining || !x->req_done || cl->close_after_send;
+    /* The fields that differ per request, after the shared head: built by hand, since
+     * this runs for every cache hit. */
+    static const char id_name[] = "X-Request-Id: ";
+    const char *conn = close                   ? "Connection: close\r\n"
+                       : x->minor_version == 0 ? "Connection: keep-alive\r\n"
+                                               : "";
     size_t extra_len = extra != NULL ? strlen(extra) : 0;
-    size_t cap = extra_len + strlen(x->request_id) + 64;
-    struct slice *tail = slice_new(cap);
+    size_t id_len = strlen(x->request_id), conn_len = strlen(conn);
+    struct slice *tail = slice_new(extra_len + sizeof(id_name) - 1 + id_len + 2 + conn_len + 2);
     int rc = 0;
     if (tail == NULL) {
         rc = -ENOMEM;
     } else {
-        int n = snprintf(tail->data, cap, "%sX-Request-Id: %s\r\n%s\r\n", extra ? extra : "",
-                         x->request_id,
-                         close ? "Connection: close\r\n"
-                               : x->minor_version == 0 ? "Connection: keep-alive\r\n" : "");
-        tail->len = (uint32_t)n;
+        char *p = tail->data;
+        memcpy(p, extra != NULL ? extra : "", extra_len);
+        p += extra_len;
+        memcpy(p, id_name, sizeof(id_name) - 1);
+        p += sizeof(id_name) - 1;
+        memcpy(p, x->request_id, id_len);
+        p += id_len;
+        memcpy(p, "\r\n", 2);
+        p += 2;
+        memcpy(p, conn, conn_len);
+        p += conn_len;
+        memcpy(p, "\r\n", 2);
+        p += 2;
+        tail->len = (uint32_t)(p - tail->data);
     }
     bool send_body = body != NULL && x->method != HTTP1_HEAD && x->status != 304 &&
                      x->status != 204 && x->status >= 200;
