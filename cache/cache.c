@@ -98,8 +98,9 @@ int cache_start(const struct cfg *cfg, struct metrics *m, char *err, size_t err_
     }
     c->metrics = m;
     c->max_object = cs->max_object;
-    struct cache_store_options so = {
-        .memory = cs->memory, .max_object = cs->max_object, .policy = cs->eviction};
+    /* max_object bounds bodies (the handler checks it); the store only bounds memory. */
+    struct cache_store_options so = {.memory = cs->memory, .max_object = 0,
+                                     .policy = cs->eviction};
     if (cache_store_new(&so, &c->store) < 0 || collapse_new(&c->collapse) < 0) {
         snprintf(err, err_len, "cannot create the cache store (cache.memory %llu bytes)",
                  (unsigned long long)cs->memory);

@@ -332,9 +332,12 @@ static void waiter_resume(struct cx *cx, bool stored)
             cache_entry_unref(e);
         }
     }
-    /* Nothing to share (uncacheable, failed, or another variant): go to the backend. */
-    cx->phase = CX_PASS;
+    /* Nothing to share. Another variant of a cacheable response is fetched and stored
+     * for this request's variant; an uncacheable or failed one just goes through. */
+    cx->phase = stored ? CX_FILL : CX_PASS;
     cx->result = stored ? R_MISS : R_UNCACHEABLE;
+    if (stored)
+        hx_watch(x);
     if (cx->cs->header_miss != NULL)
         hx_response_fields(x, stored ? cx->cs->header_miss : cx->cs->header_uncacheable);
     hx_forward(x);
@@ -422,7 +425,9 @@ static int build_stored_head(struct cx *cx, const struct http1_response *resp)
                                   (int)resp->reason_len, resp->reason);
     for (size_t i = 0; i < m->num_headers; i++) {
         const struct http1_header *h = &m->headers[i];
-        if (excluded_from_store(m, i, cx->rs->policy.ignore_set_cookie))
+        /* With ignore_set_cookie the response is stored without it; without, a
+         * response with Set-Cookie is not stored at all. */
+        if (excluded_from_store(m, i, true))
             continue;
         memcpy(p + len, h->name, h->name_len);
         len += h->name_len;
@@ -473,7 +478,7 @@ static const char *begin_store(struct cx *cx, const struct http1_response *resp)
     if (why != NULL)
         return why;
     if (m->framing == HTTP1_BODY_LENGTH && m->content_length > the_cache->max_object)
-        return "too-large";
+        return "too-large"; /* cache.max_object bounds the body */
     if (cx->key == NULL)
         return "no-key";
     struct cache_entry *e = cache_entry_new();
@@ -599,7 +604,8 @@ fail:
 
 /* ---- refreshing a stored entry with a 304 (RFC 9111 §4.3.4) ---- */
 
-static struct cache_entry *refreshed_entry(struct cx *cx, const struct http1_response *resp)
+static struct cache_entry *refreshed_entry(struct cx *cx, const struct http1_response *resp,
+                                           bool *storable)
 {
     const struct cache_entry *old = cx->stale;
     const struct http1_message *m = &resp->msg;
@@ -610,8 +616,9 @@ static struct cache_entry *refreshed_entry(struct cx *cx, const struct http1_res
     struct cache_entry *e = cache_entry_new();
     if (buf == NULL || e == NULL)
         goto fail;
+    /* A cookie set on one client's revalidation is that client's, never the entry's. */
     ssize_t len = cache_head_update(old->head->data, old->head->len, m->headers, m->num_headers,
-                                    cx->rs->policy.ignore_set_cookie, buf, cap);
+                                    true, buf, cap);
     if (len < 0)
         goto fail;
     /* Read the merged head back to learn the new freshness. */
@@ -626,6 +633,8 @@ static struct cache_entry *refreshed_entry(struct cx *cx, const struct http1_res
     struct cache_response cr;
     cache_response_init(&cr, old->status, merged.msg.headers, merged.msg.num_headers,
                         cx->cs->surrogate_lower);
+    /* The 304 may also say the response must no longer be stored (private, no-store). */
+    *storable = cache_storable(&cx->creq, &cr, &cx->rs->policy) == NULL;
     if (cache_entry_set_key(e, old->key, old->key_len) < 0)
         goto fail;
     e->status = old->status;
@@ -949,14 +958,18 @@ static enum handler_verdict on_response_head(void *ws, struct hx *x,
     if (cx->phase == CX_REVALIDATE && cx->stale != NULL) {
         int64_t now = hw_wall(cx->cw->w);
         if (status == 304) {
-            struct cache_entry *e = refreshed_entry(cx, resp);
+            bool storable = false;
+            struct cache_entry *e = refreshed_entry(cx, resp, &storable);
             if (e != NULL) {
-                if (cache_store_put(the_cache->store, e) == 0) {
-                    cache_gauges_update();
+                if (!storable) {
+                    cache_store_remove(the_cache->store, cx->stale);
                     if (cx->cw->redis != NULL)
-                        l2_store(cx->cw, e);
+                        l2_delete(cx->cw, cx->stale->hash, cx->stale->key, cx->stale->key_len);
+                } else if (cache_store_put(the_cache->store, e) == 0 && cx->cw->redis != NULL) {
+                    l2_store(cx->cw, e);
                 }
-                cache_fill_done(cx, true);
+                cache_gauges_update();
+                cache_fill_done(cx, storable);
                 if (!cx->background) {
                     cache_respond_entry(cx, x, e, R_REVALIDATED);
                     cache_entry_unref(e);

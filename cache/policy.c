@@ -59,10 +59,15 @@ void cache_request_init(struct cache_request *r, int method, const struct http1_
         r->if_modified_since = -1;
 }
 
+/* no-cache, Pragma: no-cache, and max-age=0: what a browser's reload sends. An entry
+ * stored this very second has age 0 and would satisfy max-age=0 to the letter, but the
+ * client plainly asks for a response validated now. */
 static bool client_wants_validation(const struct cache_request *r,
                                     const struct cache_route_policy *p)
 {
-    return !p->ignore_no_cache && ((r->cc.present & CC_NO_CACHE) || r->pragma_no_cache);
+    bool max_age_0 = (r->cc.present & CC_MAX_AGE) && r->cc.max_age == 0;
+    return !p->ignore_no_cache &&
+           ((r->cc.present & CC_NO_CACHE) || r->pragma_no_cache || max_age_0);
 }
 
 enum cache_lookup_mode cache_request_mode(const struct cache_request *r,

@@ -123,8 +123,8 @@ enum cache_lookup_mode {
 };
 
 /* BYPASS for methods other than GET and HEAD, Range, If-Match/If-Unmodified-Since/If-Range
- * and requests with a body; REVALIDATE for client no-cache (unless p->ignore_no_cache);
- * otherwise USE. A request no-store still looks up; cache_storable refuses to store. */
+ * and requests with a body; REVALIDATE for client no-cache, Pragma: no-cache and max-age=0
+ * (unless p->ignore_no_cache); otherwise USE. A request no-store still looks up; cache_storable refuses to store. */
 enum cache_lookup_mode cache_request_mode(const struct cache_request *r,
                                           const struct cache_route_policy *p);
 

@@ -589,7 +589,7 @@ void client_response_done(struct worker *w, struct client *cl)
 {
     struct exchange *x = &cl->x;
     x->resp_done = true;
-    if (x->upstream_ns == 0)
+    if (x->upstream_ns == 0 && x->upstream_start_ns != 0)
         x->upstream_ns = w->now - x->upstream_start_ns;
     if (!x->req_done) {
         /* The backend answered before the body ended: the rest of it cannot be told
