@@ -34,6 +34,8 @@ static int register_metrics(struct cache *c)
     rc |= metrics_gauge(c->metrics, "ringside_cache_bytes",
                         "Bytes the memory cache accounts for (bounded by cache.memory).", "",
                         &c->bytes);
+    rc |= metrics_gauge(c->metrics, "ringside_cache_memory_bytes",
+                        "The memory cache's bound (cache.memory).", "", &c->memory_limit);
     rc |= metrics_counter(c->metrics, "ringside_cache_evictions_total",
                           "Entries evicted from memory to make room.", "", &c->evictions);
     for (int k = 0; k < PURGE_KINDS; k++) {
@@ -137,6 +139,7 @@ int cache_start(const struct cfg *cfg, struct metrics *m, char *err, size_t err_
         snprintf(err, err_len, "cannot register the cache metrics");
         goto fail;
     }
+    metrics_shared_set(m, c->memory_limit, (double)cs->memory);
     the_cache = c;
     cache_handler_register();
     if (any_route)

@@ -38,7 +38,7 @@ struct cache {
     struct collapse *collapse;
     struct metrics *metrics;
     size_t max_object;
-    metrics_id objects, bytes, evictions, purges[PURGE_KINDS], purged[PURGE_KINDS];
+    metrics_id objects, bytes, memory_limit, evictions, purges[PURGE_KINDS], purged[PURGE_KINDS];
     metrics_id l2_requests[3]; /* hit, miss, error */
     _Atomic uint64_t evictions_seen;
     /* Redis, when configured at start */

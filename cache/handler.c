@@ -32,8 +32,9 @@ static bool route_ids(struct cache_worker *cw, const struct cfg *cfg)
         return false;
     for (size_t r = 0; r < cfg->num_routes; r++) {
         char route[300], labels[400];
-        if (metrics_escape_label(cfg->routes[r].name, route, sizeof(route)) < 0)
-            continue;
+        if (cache_route_settings_of(&cfg->routes[r]) == NULL ||
+            metrics_escape_label(cfg->routes[r].name, route, sizeof(route)) < 0)
+            continue; /* id 0 counts nowhere */
         for (int i = 0; i < R_COUNT; i++) {
             snprintf(labels, sizeof(labels), "route=\"%s\",result=\"%s\"", route, result_names[i]);
             metrics_counter(the_cache->metrics, "ringside_cache_requests_total",
@@ -1089,6 +1090,7 @@ static void *on_worker_start(struct hw *w)
         free(cw);
         return NULL;
     }
+    route_ids(cw, hw_cfg(w)); /* the series exist from the start, at 0 */
     if (cw->index == 0) {
         atomic_store(&the_cache->worker0, w);
         sync_warm(cw, hw_cfg(w));
