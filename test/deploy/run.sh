@@ -6,7 +6,8 @@
 #   test/deploy/run.sh helm ...   # only the steps whose names contain one of the words
 #
 # Needs: bash, curl, python3, node + npm (the tools in package-lock.json), yamllint,
-# promtool (Debian package prometheus), and for the container steps docker (docker.io),
+# promtool (Debian package prometheus), redis-server (the host binary's Redis metrics),
+# and for the container steps docker (docker.io),
 # docker-compose and, when no ringside-base/debian:12 image exists yet, debootstrap and
 # root. A step that cannot run here says SKIP and why. RINGSIDE_BIN / RINGSIDE_ORIGIN
 # point at the binaries (default build/ringside, build/test/ringside-origin).
@@ -283,7 +284,15 @@ step_helm_template() {
     EXPECT="timeouts.drain" check_fails "$HELM" template x "$chart" --set ringside.config.timeouts.drain=5x || return
     EXPECT="io_backend" check_fails "$HELM" template x "$chart" --set ringside.config.io_backend=kqueue || return
     EXPECT="shorter than" check_fails "$HELM" template x "$chart" --set terminationGracePeriodSeconds=10 || return
-    say "the schema refuses unknown and malformed config keys; a grace period shorter than the drain fails"
+    EXPECT="cache.eviction" check_fails "$HELM" template x "$chart" --set ringside.config.cache.eviction=fifo || return
+    EXPECT="Additional property ttl is not allowed" check_fails "$HELM" template x "$chart" --set 'ringside.config.routes[0].cache.ttl=5s' || return
+    EXPECT="routes.0.cache.key" check_fails "$HELM" template x "$chart" --set 'ringside.config.routes[0].cache.key.query=list' || return
+    EXPECT="url is required" check_fails "$HELM" template x "$chart" --set ringside.config.redis.namespace=shop || return
+    EXPECT="redis.url" check_fails "$HELM" template x "$chart" --set ringside.config.redis.url=rediss://redis:6379 || return
+    # shellcheck disable=SC2016 # ${REDIS_URL} is for ringside to expand, not the shell
+    check "$HELM" template x "$chart" --set 'ringside.config.redis.url=${REDIS_URL}' \
+        --set 'ringside.config.routes[0].cache.key.query=list' --set 'ringside.config.routes[0].cache.key.query_params[0]=page' || return
+    say "the schema refuses unknown and malformed config keys (cache, redis and a route's cache included); a grace period shorter than the drain fails"
 
     # A config change rolls the pods; anything else leaves the checksum alone.
     local base changed same
@@ -350,11 +359,12 @@ step_check_config() {
     fi
     [[ -d $WORK/configs ]] || skip "no rendered ConfigMaps (the manifests step did not run)" || return
     local f n=0
-    for f in "$WORK/configs"/*.yaml "$ROOT/examples/ringside.yaml" "$ROOT/deploy/k8s/base/ringside.yaml"; do
+    for f in "$WORK/configs"/*.yaml "$ROOT/examples/ringside.yaml" "$ROOT/deploy/k8s/base/ringside.yaml" \
+        "$ROOT/deploy/compose/ringside.yaml"; do
         check check_config "$f" || return
         n=$((n + 1))
     done
-    say "ringside --check-config accepts all $n configs (every rendered ConfigMap, examples/, deploy/k8s/base/)"
+    say "ringside --check-config accepts all $n configs (every rendered ConfigMap, examples/, deploy/k8s/base/, deploy/compose/)"
     # The round trip can fail: a key ringside does not know is refused with its position.
     cp "$ROOT/examples/ringside.yaml" "$WORK/bad.yaml" && printf 'upstream_pool: 4\n' >>"$WORK/bad.yaml"
     EXPECT="upstream_pool" check_fails check_config "$WORK/bad.yaml" || return
@@ -365,62 +375,107 @@ step_check_config() {
     say "config keys per section, values.schema.json against ringside:"
     node "$HERE/schema-sync.js" "$WORK/probes" | sed 's/^/  /'
     [[ ${PIPESTATUS[0]} -eq 0 ]] || fail "values.schema.json and ringside disagree on the config keys" || return
+    # The comparison can fail: a schema without routes[].cache.key.
+    node -e '
+        const fs = require("fs"), s = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+        delete s.properties.ringside.properties.config.properties.routes.items.properties.cache.properties.key;
+        fs.writeFileSync(process.argv[2], JSON.stringify(s));' "$ROOT/helm/ringside/values.schema.json" "$WORK/drifted.json" || return
+    EXPECT="routes[].cache: ringside accepts key; values.schema.json does not" \
+        check_fails node "$HERE/schema-sync.js" "$WORK/probes-drifted" "$WORK/drifted.json" || return
+    say "and a schema that lacks a key ringside accepts (routes[].cache.key) is caught"
 }
 
-# Runs the host binary behind the demo backend with traffic, a 502, and a reload, and saves
-# /metrics for the metric-name check.
+# Runs the host binary behind the demo backend and a real Redis, with traffic, a cache miss
+# and hit, a 502, and a reload, and saves /metrics for the metric-name check.
 step_metrics_host() {
     [[ -x $RINGSIDE_BIN && -x $RINGSIDE_ORIGIN ]] ||
         skip "no binaries at $RINGSIDE_BIN and $RINGSIDE_ORIGIN (the image's /metrics is used instead)" || return
-    local http metrics control backend cfg=$WORK/host.yaml origin_pid rs_pid
-    http=$(free_port) metrics=$(free_port) control=$(free_port) backend=$(free_port)
+    have redis-server && have redis-cli ||
+        skip "redis-server is not installed (apt-get install redis-server): the Redis metrics need a real Redis" || return
+    local http metrics control backend redis cfg=$WORK/host.yaml origin_pid rs_pid redis_pid
+    http=$(free_port) metrics=$(free_port) control=$(free_port) backend=$(free_port) redis=$(free_port)
+    start_detached redis-server --bind 127.0.0.1 --port "$redis" --save "" --appendonly no >"$WORK/redis-host.log" 2>&1
+    redis_pid=$! HOST_PIDS+=("$redis_pid")
+    wait_for 10 redis-cli -p "$redis" ping || { tail -5 "$WORK/redis-host.log"; fail "redis-server did not start"; return; }
     cat >"$cfg" <<EOF
 listen: 127.0.0.1:$http
 upstream: {address: 127.0.0.1:$backend}
 metrics: {listen: 127.0.0.1:$metrics}
 control: {listen: 127.0.0.1:$control}
+cache: {header: X-Cache}
+redis: {url: "redis://127.0.0.1:$redis/0", namespace: deploytest}
 routes:
   - name: api
     match: {prefix: /api/}
+    cache: {}
 EOF
     "$RINGSIDE_ORIGIN" --listen "127.0.0.1:$backend" --demo >"$WORK/origin.log" 2>&1 &
     origin_pid=$! HOST_PIDS+=("$origin_pid")
     "$RINGSIDE_BIN" --config "$cfg" >"$WORK/ringside-host.log" 2>&1 &
     rs_pid=$! HOST_PIDS+=("$rs_pid")
     wait_for 10 curl -sf "http://127.0.0.1:$metrics/readyz" || { tail -5 "$WORK/ringside-host.log"; fail "ringside not ready"; return; }
-    check curl -sf "http://127.0.0.1:$http/api/hello" -o /dev/null || return
+    wait_for 10 metrics_match "$metrics" '^ringside_redis_up 1$' || fail "ringside_redis_up never 1" || return
+    # /api/hello says max-age=5: a miss, then a hit.
+    local first second
+    first=$(x_cache "http://127.0.0.1:$http/api/hello") second=$(x_cache "http://127.0.0.1:$http/api/hello")
+    [[ $first == MISS && $second == HIT ]] || fail "X-Cache: \"$first\" then \"$second\", want MISS then HIT" || return
     check curl -sf "http://127.0.0.1:$http/" -o /dev/null || return
     kill "$origin_pid" && wait "$origin_pid" 2>/dev/null
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/api/hello") == 502 ]] ||
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/") == 502 ]] ||
         fail "no 502 with the backend stopped" || return
     kill -HUP "$rs_pid"
     wait_for 5 metrics_match "$metrics" '^ringside_config_reloads_total{result="ok"} 1$' ||
         fail "SIGHUP did not count a reload" || return
     curl -sf "http://127.0.0.1:$metrics/metrics" >"$WORK/metrics-host.txt" || fail "GET /metrics" || return
+    grep -q '^ringside_cache_requests_total{route="api",result="hit"} 1$' "$WORK/metrics-host.txt" ||
+        fail "ringside_cache_requests_total does not count the hit" || return
+    # What RingsideRedisDown watches: Redis gone, ringside_redis_up 0, requests still served.
+    kill "$redis_pid" && wait "$redis_pid" 2>/dev/null
+    wait_for 10 metrics_match "$metrics" '^ringside_redis_up 0$' || fail "ringside_redis_up stays 1 with Redis stopped" || return
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/") == 502 ]] ||
+        fail "ringside does not answer with Redis stopped" || return
     kill -TERM "$rs_pid"
     wait "$rs_pid"
     local rc=$?
     [[ $rc -eq 0 ]] || fail "ringside exited $rc after SIGTERM" || return
     HOST_METRICS=$WORK/metrics-host.txt
-    say "scraped $(grep -vc '^#' "$HOST_METRICS") samples after 200s, a 502 and a reload"
+    say "X-Cache: MISS, then HIT; scraped $(grep -vc '^#' "$HOST_METRICS") samples after that, 200s, a 502 and a reload"
+    say "with Redis stopped, ringside_redis_up went to 0 and requests were still answered"
 }
+
+# The X-Cache field of a GET's response.
+x_cache() { curl -s -D - -o /dev/null "$1" | tr -d '\r' | sed -n 's/^[Xx]-[Cc]ache: //p'; }
 
 metrics_match() { curl -s "http://127.0.0.1:$1/metrics" | grep -q "$2"; }
 
+# The host scrape has every metric (Redis included); the image's example config has no
+# redis section, so its scrape is checked without the Redis-only families.
 step_metric_names() {
     need_node || return
-    local src sources=()
-    [[ -n $HOST_METRICS ]] && sources+=("$HOST_METRICS")
-    [[ -s $WORK/metrics-container.txt ]] && sources+=("$WORK/metrics-container.txt")
+    local src sources=() option
+    [[ -n $HOST_METRICS ]] && sources+=("$HOST_METRICS|")
+    [[ -s $WORK/metrics-container.txt ]] && sources+=("$WORK/metrics-container.txt|--without-redis")
     [[ ${#sources[@]} -gt 0 ]] || skip "no /metrics scrape (neither the host binary nor the image ran)" || return
     for src in "${sources[@]}"; do
-        say "against ${src##*/}"
-        (cd "$HERE" && node check-observability.js metrics "$src") || fail "metric names" || return
+        option=${src#*|} src=${src%%|*}
+        say "against ${src##*/}${option:+ ($option)}"
+        # shellcheck disable=SC2086 # no option: no argument
+        (cd "$HERE" && node check-observability.js metrics "$src" $option) || fail "metric names" || return
     done
-    # The check can fail: drop a metric the dashboard uses.
-    grep -v '^ringside_connections_active' "$src" | grep -v 'TYPE ringside_connections_active' >"$WORK/metrics-missing.txt"
-    EXPECT="ringside_connections_active is not in /metrics" check_fails node "$HERE/check-observability.js" metrics "$WORK/metrics-missing.txt" || return
+    # The check can fail: drop a metric the dashboard uses, or one the cache panels use.
+    local name
+    for name in ringside_connections_active ringside_cache_requests_total; do
+        grep -v "^$name" "$src" | grep -v "TYPE $name" >"$WORK/metrics-missing.txt"
+        # shellcheck disable=SC2086
+        EXPECT="$name is not in /metrics" check_fails node "$HERE/check-observability.js" metrics "$WORK/metrics-missing.txt" $option || return
+    done
     say "and a missing metric is caught"
+    if [[ -n $HOST_METRICS ]]; then
+        grep -v '^ringside_redis_up' "$HOST_METRICS" | grep -v 'TYPE ringside_redis_up' >"$WORK/metrics-missing.txt"
+        EXPECT="ringside_redis_up is not in /metrics" check_fails node "$HERE/check-observability.js" metrics "$WORK/metrics-missing.txt" || return
+        EXPECT="ringside_redis_up is in a scrape said to be without Redis" check_fails node "$HERE/check-observability.js" metrics "$HOST_METRICS" --without-redis || return
+        say "so are a missing ringside_redis_up, and Redis metrics in a scrape said to be without Redis"
+    fi
 }
 
 step_promtool() {
@@ -694,15 +749,41 @@ step_compose() {
     prom=$(compose port prometheus 9090 | sed 's/.*://')
     wait_for 30 is_healthy "$(compose ps -q ringside)" ||
         { compose logs --tail 10 ringside; fail "ringside never healthy"; return; }
-    local out
-    out=$(curl -s -i "http://127.0.0.1:$http/api/hello")
-    [[ $out == "HTTP/1.1 200"* && $out == *'"hello":"world"'* ]] || { printf '%s\n' "$out"; fail "request through the stack"; return; }
-    say "GET /api/hello through ringside to the backend: 200 (proxied; a cached answer needs the cache, not implemented yet)"
     [[ $(compose exec -T redis redis-cli ping | tr -d '\r') == PONG ]] || fail "redis does not answer PING" || return
     say "redis answers PING"
-    local q='sum(ringside_http_requests_total{job="ringside",route="api",code="200"})'
-    wait_for 40 prom_has "$prom" "$q" || { compose logs --tail 10 prometheus; fail "Prometheus never scraped $q"; return; }
-    say "Prometheus scraped $q = $(prom_value "$prom" "$q")"
+    local metrics
+    metrics=$(compose port ringside 9090 | sed 's/.*://')
+    wait_for 20 metrics_match "$metrics" '^ringside_redis_up 1$' ||
+        { compose logs --tail 10 ringside; fail "ringside_redis_up is not 1: ringside did not connect to the redis service"; return; }
+    say "ringside is connected to Redis: ringside_redis_up 1"
+    # /api/hello answers Cache-Control: max-age=5, so the second GET is a hit, from memory.
+    local out hits0 hits1 first second age
+    hits0=$(cache_hits "$metrics")
+    hits0=${hits0:-0} # the series appear with the first request on a cached route
+    out=$(curl -s -i "http://127.0.0.1:$http/api/hello" | tr -d '\r')
+    [[ $out == "HTTP/1.1 200"* && $out == *'"hello":"world"'* ]] || { printf '%s\n' "$out"; fail "request through the stack"; return; }
+    first=$(sed -n 's/^X-Cache: //p' <<<"$out")
+    out=$(curl -s -i "http://127.0.0.1:$http/api/hello" | tr -d '\r')
+    [[ $out == "HTTP/1.1 200"* && $out == *'"hello":"world"'* ]] || { printf '%s\n' "$out"; fail "second request through the stack"; return; }
+    second=$(sed -n 's/^X-Cache: //p' <<<"$out") age=$(sed -n 's/^Age: //p' <<<"$out")
+    [[ $first == MISS && $second == HIT && $age =~ ^[0-9]+$ ]] ||
+        { printf '%s\n' "$out"; fail "X-Cache \"$first\" then \"$second\" (Age \"$age\"), want MISS then HIT with an Age"; return; }
+    hits1=$(cache_hits "$metrics")
+    [[ $hits0 =~ ^[0-9]+$ && $hits1 =~ ^[0-9]+$ && $hits1 -gt $hits0 ]] ||
+        fail "ringside_cache_requests_total{route=\"api\",result=\"hit\"} went from \"$hits0\" to \"$hits1\"" || return
+    say "GET /api/hello twice through ringside: X-Cache MISS, then HIT with Age: $age;" \
+        "ringside_cache_requests_total{route=\"api\",result=\"hit\"} $hits0 -> $hits1"
+    # The miss was also written to the second tier (without the client waiting for it).
+    wait_for 10 redis_has_entries ||
+        { compose exec -T redis redis-cli --scan | head -5; fail "no cache entry in Redis (keys demo:<generation>:e:<hash>)"; return; }
+    say "the response is stored in Redis too: $(compose exec -T redis redis-cli --scan --pattern 'demo:*:e:*' | tr -d '\r' | head -1)"
+    local q
+    for q in 'sum(ringside_http_requests_total{job="ringside",route="api",code="200"})' \
+        'sum(ringside_cache_requests_total{job="ringside",route="api",result="hit"})' \
+        'min(ringside_redis_up{job="ringside"})'; do
+        wait_for 40 prom_has "$prom" "$q" || { compose logs --tail 10 prometheus; fail "Prometheus never scraped $q above 0"; return; }
+        say "Prometheus scraped $q = $(prom_value "$prom" "$q")"
+    done
     local groups
     # shellcheck disable=SC2016 # JavaScript, not shell
     groups=$(curl -s "http://127.0.0.1:$prom/api/v1/rules" | node -e '
@@ -727,6 +808,11 @@ step_compose() {
     COMPOSE_PROJECT=""
     say "stack torn down"
 }
+
+cache_hits() {
+    curl -s "http://127.0.0.1:$1/metrics" | sed -n 's/^ringside_cache_requests_total{route="api",result="hit"} //p'
+}
+redis_has_entries() { compose exec -T redis redis-cli --scan --pattern 'demo:*:e:*' | grep -q .; }
 
 GRAFANA_RESULT="skip:the compose step did not run"
 step_compose_grafana() {

@@ -157,6 +157,58 @@ function sleepSeconds(container) {
   return null; // some other hook: timing unknown
 }
 
+// A ringside size ("32MiB", "512", 1048576) in bytes; null when it is not one (a ${NAME}).
+function sizeBytes(value) {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(B|KiB|MiB|GiB|kB|MB|GB)?$/.exec(String(value));
+  if (!m) return null;
+  const unit = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, kB: 1e3, MB: 1e6, GB: 1e9 }[m[2] || "B"];
+  return Math.round(parseFloat(m[1]) * unit);
+}
+
+// A Kubernetes quantity ("128Mi", "1G", "500m", "2") as a number; null when unreadable.
+function quantity(value) {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$/.exec(String(value ?? ""));
+  if (!m) return null;
+  const scale = { m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
+  return parseFloat(m[1]) * (scale[m[2]] ?? 1);
+}
+
+const mib = (bytes) => `${Math.round(bytes / 1024 ** 2)}MiB`;
+
+// Every string in a parsed config, for ${NAME} references.
+function configStrings(value, out = []) {
+  if (typeof value === "string") out.push(value);
+  else if (value && typeof value === "object") for (const v of Object.values(value)) configStrings(v, out);
+  return out;
+}
+
+// What ringside needs from its container: the variables its config names without a
+// fallback (ringside refuses to start without them), and memory for the cache plus the
+// receive buffers it allocates up front.
+function checkConfigNeeds(cfg, rs, p) {
+  const names = new Set();
+  for (const s of configStrings(cfg))
+    for (const m of s.replace(/\$\$/g, "").matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}/g)) if (!m[2]) names.add(m[1]);
+  const given = new Set((rs.env || []).map((e) => e.name));
+  for (const name of names)
+    if (!given.has(name) && !(rs.envFrom || []).length)
+      p(`ringside.yaml uses \${${name}} without a fallback, and the ringside container does not set ${name}: ringside would refuse to start`);
+
+  if (!(cfg.routes || []).some((r) => r && r.cache !== undefined)) return;
+  const limit = quantity(rs.resources?.limits?.memory);
+  const cache = sizeBytes(cfg.cache?.memory ?? "256MiB");
+  const cpus = Math.max(1, Math.ceil(quantity(rs.resources?.limits?.cpu) ?? 1));
+  const workers = cfg.workers === undefined || cfg.workers === "auto" ? cpus : Number(cfg.workers);
+  const buffers = sizeBytes(cfg.limits?.recv_buffers ?? 256);
+  const bufferSize = sizeBytes(cfg.limits?.recv_buffer_size ?? "16KiB");
+  if ([limit, cache, buffers, bufferSize].includes(null) || !Number.isFinite(workers)) return; // from the environment
+  const recv = buffers * bufferSize;
+  const fixed = cache + workers * recv;
+  // The rest of the limit is for connections, queued output and the allocator.
+  if (fixed > 0.75 * limit)
+    p(`cache.memory ${mib(cache)} + receive buffers ${mib(workers * recv)} (${workers} workers) is more than 3/4 of ringside's memory limit ${rs.resources.limits.memory}: lower cache.memory or raise the limit`);
+}
+
 function podSpecOf(obj) {
   if (["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"].includes(obj.kind)) return obj.spec?.template?.spec;
   if (obj.kind === "Pod") return obj.spec;
@@ -202,6 +254,8 @@ function checkRingsidePod(obj, objects, problems, where, expectSidecar) {
   }
   const argsText = (rs.args || []).join(" ");
   if (!/--config \/etc\/ringside\/ringside\.yaml/.test(argsText)) p("ringside is not started with --config /etc/ringside/ringside.yaml");
+
+  if (cfg) checkConfigNeeds(cfg, rs, p);
 
   // Ports agree with the listeners; probes use the metrics port.
   const ports = Object.fromEntries((rs.ports || []).map((x) => [x.name, x.containerPort]));

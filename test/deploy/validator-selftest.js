@@ -40,6 +40,15 @@ const cases = [
     find(o, "Deployment").spec.template.metadata.annotations = { "checksum/ringside-config": "0".repeat(64) };
   }],
   ["unknown kind", "no schema", (o) => { o.push({ apiVersion: "v1", kind: "Podd", metadata: { name: "x" } }); }],
+  ["cache larger than the memory limit", "memory limit", (o) => {
+    const cm = find(o, "ConfigMap");
+    if (!/^ {2}memory: 32MiB$/m.test(cm.data["ringside.yaml"])) throw new Error("the good render has no cache.memory: 32MiB");
+    cm.data["ringside.yaml"] = cm.data["ringside.yaml"].replace(/^ {2}memory: 32MiB$/m, "  memory: 128MiB");
+  }],
+  ["variable the container does not set", "REDIS_URL", (o) => {
+    const cm = find(o, "ConfigMap");
+    cm.data["ringside.yaml"] += "redis:\n  url: ${REDIS_URL}\n";
+  }],
 ];
 
 fs.mkdirSync(scratch, { recursive: true });

@@ -125,7 +125,7 @@ backend container's port on loopback. */}}
 # ringside.yaml, rendered from the chart values ringside.config.
 {{- /* Sections in the order of examples/ringside.yaml; keys this list does not know yet
 (sections added by later ringside versions) follow in alphabetical order. */}}
-{{- $order := list "listen" "workers" "io_backend" "upstream" "metrics" "control" "limits" "timeouts" "log" "routes" }}
+{{- $order := list "listen" "workers" "io_backend" "upstream" "metrics" "control" "cache" "redis" "limits" "timeouts" "log" "routes" }}
 {{- range $key := $order }}
 {{- if hasKey $cfg $key }}
 {{ toYaml (dict $key (get $cfg $key)) }}
