@@ -145,8 +145,10 @@ static bool use_entry(struct cx *cx, struct cache_entry *e)
         return false;
     if (cache_store_put(the_cache->store, e) == 0)
         cache_gauges_update();
-    cache_respond_entry(cx, cx->x, e, use == CACHE_USE_FRESH ? R_HIT : R_STALE);
+    /* Wake the collapsed requests before answering: the answer ends the exchange, and
+     * with it cx. */
     cache_fill_done(cx, true);
+    cache_respond_entry(cx, cx->x, e, use == CACHE_USE_FRESH ? R_HIT : R_STALE);
     return true;
 }
 
