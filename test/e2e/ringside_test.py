@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -968,6 +969,195 @@ class Ringside:
         if failed:
             _diagnostics.append(f"--- ringside config ---\n{self.config_text}"
                                 f"--- ringside log (tail) ---\n{self.log_tail()}")
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+# ---- cache tests: the origin's /resp/ endpoint, the control port, Redis ------------
+
+def resp_target(path, *, status=None, h=(), body=None, size=None, chunked=False, delay_ms=None,
+                etag=None, lm=None, echo=(), **extra):
+    """A target on the origin's programmable /resp/ endpoint: path (starting /resp/) and
+    a query that makes the response (h: "Name: value" fields, echo: request field names
+    whose values make the body). extra adds query parameters the origin ignores, e.g. to
+    tell keys apart."""
+    params = []
+    if status is not None:
+        params.append(("status", str(status)))
+    params += [("h", field) for field in ([h] if isinstance(h, str) else h)]
+    if body is not None:
+        params.append(("body", body))
+    if size is not None:
+        params.append(("size", str(size)))
+    if chunked:
+        params.append(("chunked", "1"))
+    if delay_ms is not None:
+        params.append(("delay_ms", str(delay_ms)))
+    if etag is not None:
+        params.append(("etag", etag))
+    if lm is not None:
+        params.append(("lm", lm))
+    params += [("echo", name) for name in ([echo] if isinstance(echo, str) else echo)]
+    params += [(k, str(v)) for k, v in extra.items()]
+    if not params:
+        return path
+    return path + "?" + "&".join(f"{k}={urllib.parse.quote(v, safe='')}" for k, v in params)
+
+
+def resp_count(origin, path):
+    """What reached the origin's /resp/ path: {"count", "methods", "last_headers"}."""
+    resp = get(origin.port, "/resp-count?path=" + path)
+    assert resp.status == 200, f"expected 200 from /resp-count, got {resp.status}: {resp.body[:200]!r}"
+    return resp.json()
+
+
+def resp_reset(origin):
+    status = http_request(origin.port, "POST", "/resp-count/reset").status
+    assert status == 200, f"expected 200 from POST /resp-count/reset, got {status}"
+
+
+def http_date(t):
+    """An IMF-fixdate (RFC 9110 §5.6.7) for Unix time t."""
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(t))
+
+
+def control_request(ringside, method, path, json_body=None, timeout=10.0):
+    """A request to ringside's control port. json_body (not str or bytes) is sent as
+    JSON; str or bytes are sent as they are (to send broken JSON)."""
+    body = None
+    headers = []
+    if json_body is not None:
+        body = json_body if isinstance(json_body, (str, bytes)) else json.dumps(json_body)
+        headers.append(("Content-Type", "application/json"))
+    return http_request(ringside.control_port, method, path, headers, body, timeout=timeout)
+
+
+class RedisError(Exception):
+    """An error reply (-ERR ...) from Redis."""
+
+
+def _resp_encode(args):
+    out = bytearray(b"*%d\r\n" % len(args))
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        out += b"$%d\r\n%s\r\n" % (len(data), data)
+    return bytes(out)
+
+
+def _resp_read(reader):
+    line = reader.until(b"\r\n", limit=1 << 20)
+    if line is None:
+        raise NoResponse("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        return RedisError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = reader.exact(n + 2)
+        if data is None:
+            raise NoResponse("redis closed the connection inside a reply")
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(reader) for _ in range(n)]
+    raise ProtocolError(f"not a RESP reply: {line[:100]!r}")
+
+
+class Redis:
+    """redis-server on 127.0.0.1:<port> without persistence, stopped by PID. kill() and
+    start() again keep the port, for outage tests. Raises Skip when redis-server is not
+    installed."""
+
+    def __init__(self, port=None):
+        self.binary = shutil.which("redis-server")
+        self.port = port or free_port()
+        self.proc = None
+        self.tmpdir = tempfile.mkdtemp(prefix="ringside-e2e-redis-")
+        self.log_path = os.path.join(self.tmpdir, "redis.log")
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout=5.0):
+        if self.binary is None:
+            raise Skip("redis-server is not installed")
+        with open(self.log_path, "ab") as log:
+            self.proc = _spawn([self.binary, "--save", "", "--appendonly", "no",
+                                "--bind", "127.0.0.1", "--port", str(self.port),
+                                "--dir", self.tmpdir, "--daemonize", "no"],
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                _processes.discard(self.proc)
+                raise AssertionError(f"redis-server exited with {self.proc.returncode}; log:\n"
+                                     f"{_tail(self.log_path)}")
+            try:
+                if self.cli("PING") == "PONG":
+                    return self
+            except (OSError, NoResponse, ProtocolError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"redis-server did not answer PING within {timeout} s; log:\n"
+                                     f"{_tail(self.log_path)}")
+            time.sleep(0.02)
+
+    def stop(self):
+        """SIGTERM (SIGKILL after 5 s)."""
+        if self.proc is not None:
+            _terminate(self.proc, signal.SIGTERM, 5.0)
+            self.proc = None
+
+    def kill(self):
+        """SIGKILL: Redis vanishes as in a crash."""
+        if self.proc is not None:
+            _terminate(self.proc, signal.SIGKILL, 5.0)
+            self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def pause(self):
+        """SIGSTOP: connections stay open but nothing is answered (a hung Redis)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def cli(self, *args, timeout=5.0):
+        """One command over a new connection; the reply as str (status), int, bytes (bulk),
+        list or None. An error reply raises RedisError."""
+        with connect(self.port, timeout) as sock:
+            sock.sendall(_resp_encode(args))
+            reply = _resp_read(_Reader(sock, timeout))
+        if isinstance(reply, RedisError):
+            raise reply
+        return reply
+
+    def keys(self, pattern="*"):
+        """The names of the keys matching pattern, as str, sorted."""
+        return sorted(k.decode("latin-1") for k in self.cli("KEYS", pattern))
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 

@@ -6,7 +6,10 @@
  * chunked bodies, honours Expect: 100-continue, and offers endpoints that misbehave on
  * purpose (close mid-body, close without answering, slow answers) so tests can drive
  * the proxy's failure paths. /stats records what actually arrived, so a test can prove
- * that a request the proxy refused was never forwarded.
+ * that a request the proxy refused was never forwarded. /resp/<anything> answers any
+ * method as its query says (status, fields, body, validators, delay) and counts what
+ * arrived per path (/resp-count), so cache tests can see every request that got past
+ * the cache.
  *
  * usage: ringside-origin [--listen HOST:PORT] [--demo] [--idle-timeout-ms N]
  * Prints "listening HOST:PORT" on stdout once bound. SIGTERM/SIGINT: exit 0. */
@@ -842,6 +845,410 @@ static enum next handle_headers(struct conn *c, const struct request *r)
     return close_after && next == NEXT_KEEP ? NEXT_CLOSE : next;
 }
 
+/* ---- /resp/...: responses shaped by the query, and what arrived per path ------------- */
+
+/* Every request to /resp/<anything> is counted under its path (without the query) and
+ * method, and the path keeps the header fields of its last request, so a test can tell
+ * exactly what a cache in front of the origin forwarded. */
+
+enum {
+    RESP_BUCKETS = 4096,
+    RESP_METHODS = 16,      /* distinct methods counted per path; later ones only in count */
+    RESP_METHOD_NAME = 16,  /* longer method names are counted truncated */
+    RESP_PARAM = 8 * 1024,  /* longest decoded query value */
+    RESP_CHUNK = 4096,      /* chunk size of chunked=1 bodies */
+};
+#define RESP_MAX_SIZE ((uint64_t)1 << 30)
+
+struct resp_method {
+    char name[RESP_METHOD_NAME];
+    uint64_t count;
+};
+
+struct resp_path {
+    struct resp_path *next;
+    uint64_t count;
+    struct resp_method methods[RESP_METHODS];
+    size_t num_methods;
+    char *last_headers; /* a JSON object, owned */
+    char path[];
+};
+
+static pthread_mutex_t resp_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct resp_path *resp_paths[RESP_BUCKETS];
+
+static size_t resp_bucket(const char *path, size_t len)
+{
+    uint64_t hash = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < len; i++) {
+        hash ^= (unsigned char)path[i];
+        hash *= 0x100000001b3u;
+    }
+    return (size_t)(hash % RESP_BUCKETS);
+}
+
+/* Call with resp_lock held. */
+static struct resp_path *resp_find(const char *path, size_t len)
+{
+    for (struct resp_path *p = resp_paths[resp_bucket(path, len)]; p; p = p->next)
+        if (strlen(p->path) == len && memcmp(p->path, path, len) == 0)
+            return p;
+    return NULL;
+}
+
+/* The request's header fields as a JSON object with lowercase names; repeated fields
+ * are joined with ", " as a list-based field would be. NULL when out of memory. */
+static char *resp_headers_json(const struct request *r)
+{
+    struct sbuf json = {0};
+    sb_str(&json, "{");
+    bool first = true;
+    for (size_t i = 0; i < r->num_headers; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcasecmp(r->headers[j].name, r->headers[i].name) == 0;
+        if (seen)
+            continue;
+        if (!first)
+            sb_str(&json, ",");
+        first = false;
+        /* Names are tokens (checked when parsed): nothing to escape. */
+        sb_str(&json, "\"");
+        for (const char *n = r->headers[i].name; *n; n++) {
+            char ch = (char)(*n >= 'A' && *n <= 'Z' ? *n + ('a' - 'A') : *n);
+            sb_append(&json, &ch, 1);
+        }
+        sb_str(&json, "\":");
+        struct sbuf value = {0};
+        for (size_t j = i; j < r->num_headers; j++) {
+            if (strcasecmp(r->headers[j].name, r->headers[i].name) != 0)
+                continue;
+            if (value.len > 0)
+                sb_str(&value, ", ");
+            sb_str(&value, r->headers[j].value);
+        }
+        sb_json_string(&json, value.data ? value.data : "", value.len);
+        json.failed |= value.failed;
+        sb_free(&value);
+    }
+    sb_str(&json, "}");
+    sb_append(&json, "", 1);
+    if (json.failed) {
+        sb_free(&json);
+        return NULL;
+    }
+    return json.data;
+}
+
+/* Count the request under its path and method. Returns the path's count including it
+ * (0 when out of memory: the request is then not counted). */
+static uint64_t resp_record(const struct request *r)
+{
+    size_t len = path_len(r->target);
+    char *headers = resp_headers_json(r);
+    if (!headers)
+        return 0;
+    pthread_mutex_lock(&resp_lock);
+    struct resp_path *p = resp_find(r->target, len);
+    if (!p) {
+        p = calloc(1, sizeof *p + len + 1);
+        if (!p) {
+            pthread_mutex_unlock(&resp_lock);
+            free(headers);
+            return 0;
+        }
+        memcpy(p->path, r->target, len);
+        size_t b = resp_bucket(r->target, len);
+        p->next = resp_paths[b];
+        resp_paths[b] = p;
+    }
+    uint64_t count = ++p->count;
+    size_t m = 0;
+    while (m < p->num_methods && strncmp(p->methods[m].name, r->method, RESP_METHOD_NAME - 1) != 0)
+        m++;
+    if (m == p->num_methods && m < RESP_METHODS) {
+        snprintf(p->methods[m].name, RESP_METHOD_NAME, "%s", r->method);
+        p->num_methods++;
+    }
+    if (m < p->num_methods)
+        p->methods[m].count++;
+    char *old = p->last_headers;
+    p->last_headers = headers;
+    pthread_mutex_unlock(&resp_lock);
+    free(old);
+    return count;
+}
+
+static void resp_reset(void)
+{
+    pthread_mutex_lock(&resp_lock);
+    for (size_t b = 0; b < RESP_BUCKETS; b++) {
+        struct resp_path *p = resp_paths[b];
+        while (p) {
+            struct resp_path *next = p->next;
+            free(p->last_headers);
+            free(p);
+            p = next;
+        }
+        resp_paths[b] = NULL;
+    }
+    pthread_mutex_unlock(&resp_lock);
+}
+
+/* GET /resp-count?path=/resp/x: {"count", "methods", "last_headers"} of that path
+ * (zeros and empty objects for a path never asked for). */
+static enum next handle_resp_count(struct conn *c, const struct request *r)
+{
+    char path[RESP_PARAM];
+    ssize_t len = query_param(r->target, "path", 0, path, sizeof path);
+    if (len < 0)
+        return respond_text(c, r, 400, "path=/resp/... is required\n");
+    struct sbuf json = {0};
+    pthread_mutex_lock(&resp_lock);
+    const struct resp_path *p = resp_find(path, (size_t)len);
+    sb_printf(&json, "{\"count\":%" PRIu64 ",\"methods\":{", p ? p->count : 0);
+    for (size_t m = 0; p && m < p->num_methods; m++) {
+        if (m)
+            sb_str(&json, ",");
+        sb_json_string(&json, p->methods[m].name, strlen(p->methods[m].name));
+        sb_printf(&json, ":%" PRIu64, p->methods[m].count);
+    }
+    sb_printf(&json, "},\"last_headers\":%s}\n", p && p->last_headers ? p->last_headers : "{}");
+    pthread_mutex_unlock(&resp_lock);
+    enum next next = respond_json(c, r, &json, NULL);
+    sb_free(&json);
+    return next;
+}
+
+/* The opaque part of an entity tag: what weak comparison compares (RFC 9110 §8.8.3.2). */
+static void etag_opaque(const char *tag, size_t len, const char **opaque, size_t *opaque_len)
+{
+    if (len >= 2 && tag[0] == 'W' && tag[1] == '/') {
+        tag += 2;
+        len -= 2;
+    }
+    *opaque = tag;
+    *opaque_len = len;
+}
+
+/* True when the If-None-Match list has "*" or an entity tag weakly equal to etag. */
+static bool etag_list_matches(const char *list, const char *etag)
+{
+    const char *want;
+    size_t want_len;
+    etag_opaque(etag, strlen(etag), &want, &want_len);
+    const char *p = list;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            return false;
+        const char *start = p;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (*p == '"') { /* a quoted tag may hold commas */
+            const char *close = strchr(p + 1, '"');
+            p = close ? close + 1 : p + strlen(p);
+        }
+        while (*p && *p != ',')
+            p++;
+        const char *end = p;
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+            end--;
+        if (end - start == 1 && *start == '*')
+            return true;
+        const char *got;
+        size_t got_len;
+        etag_opaque(start, (size_t)(end - start), &got, &got_len);
+        if (got_len == want_len && memcmp(got, want, got_len) == 0)
+            return true;
+    }
+}
+
+static bool parse_http_date(const char *text, time_t *t)
+{
+    struct tm tm = {0};
+    const char *end = strptime(text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    if (!end || *end)
+        return false;
+    *t = timegm(&tm);
+    return true;
+}
+
+/* What the query asks of a /resp/ response. The strings point into bufs. */
+struct resp_spec {
+    uint64_t status, size, delay_ms;
+    bool chunked, has_size, has_body;
+    char body[RESP_PARAM];
+    size_t body_len;
+    char etag[1024];
+    char lm[128];
+    struct sbuf fields; /* the h= fields, "Name: value\r\n" each */
+    bool fields_type;   /* an h= field sets Content-Type */
+    bool fields_close;  /* an h= field says Connection: close */
+};
+
+/* Read the query into spec. NULL, or what is wrong with it. */
+static const char *resp_parse(const struct request *r, struct resp_spec *spec)
+{
+    char flag[8];
+    if (query_u64(r->target, "status", 200, 599, &spec->status) != 0 || spec->status < 200)
+        return "status=200..599\n";
+    if (query_u64(r->target, "delay_ms", 0, 600000, &spec->delay_ms) != 0)
+        return "delay_ms=0..600000\n";
+    if (query_u64(r->target, "size", 0, RESP_MAX_SIZE, &spec->size) != 0)
+        return "size=N, at most 1 GiB\n";
+    spec->has_size = query_param(r->target, "size", 0, flag, sizeof flag) >= 0;
+    ssize_t n = query_param(r->target, "chunked", 0, flag, sizeof flag);
+    spec->chunked = n == 1 && flag[0] == '1';
+    n = query_param(r->target, "body", 0, spec->body, sizeof spec->body);
+    spec->has_body = n >= 0;
+    spec->body_len = n >= 0 ? (size_t)n : 0;
+    if (spec->has_body && spec->has_size)
+        return "body= or size=, not both\n";
+    spec->etag[0] = spec->lm[0] = '\0';
+    if (query_param(r->target, "etag", 0, spec->etag, sizeof spec->etag) >= 0 &&
+        (!spec->etag[0] || strpbrk(spec->etag, "\r\n")))
+        return "etag=\"tag\"\n";
+    time_t lm;
+    if (query_param(r->target, "lm", 0, spec->lm, sizeof spec->lm) >= 0 &&
+        !parse_http_date(spec->lm, &lm))
+        return "lm=<IMF-fixdate>\n";
+    char field[RESP_PARAM];
+    for (size_t i = 0; query_param(r->target, "h", i, field, sizeof field) >= 0; i++) {
+        char *colon = strchr(field, ':');
+        if (!colon || colon == field || strpbrk(field, "\r\n"))
+            return "h=Name:Value\n";
+        *colon = '\0';
+        const char *value = colon + 1;
+        while (*value == ' ')
+            value++;
+        sb_printf(&spec->fields, "%s: %s\r\n", field, value);
+        if (strcasecmp(field, "Content-Type") == 0)
+            spec->fields_type = true;
+        if (strcasecmp(field, "Connection") == 0 && list_has_token(value, "close"))
+            spec->fields_close = true;
+    }
+    return NULL;
+}
+
+/* 304 when the request's validators match the etag= / lm= of the query (RFC 9110
+ * §13.2.2: If-None-Match decides when present, else If-Modified-Since). */
+static bool resp_not_modified(const struct request *r, const struct resp_spec *spec)
+{
+    if (strcmp(r->method, "GET") != 0 && !r->is_head)
+        return false;
+    const char *inm = request_header(r, "If-None-Match");
+    if (inm)
+        return spec->etag[0] && etag_list_matches(inm, spec->etag);
+    const char *ims = request_header(r, "If-Modified-Since");
+    time_t since, modified;
+    return ims && spec->lm[0] && parse_http_date(ims, &since) &&
+           parse_http_date(spec->lm, &modified) && modified <= since;
+}
+
+/* The body: echo= lines, body=, or "<path> #<count>\n" into body; returns true when it
+ * is size= pattern bytes instead. */
+static bool resp_body(const struct request *r, const struct resp_spec *spec, uint64_t count,
+                      struct sbuf *body)
+{
+    char name[256];
+    bool echo = false;
+    for (size_t i = 0; query_param(r->target, "echo", i, name, sizeof name) >= 0; i++) {
+        echo = true;
+        for (size_t h = 0; h < r->num_headers; h++)
+            if (strcasecmp(r->headers[h].name, name) == 0)
+                sb_printf(body, "%s: %s\n", name, r->headers[h].value);
+    }
+    if (echo)
+        return false;
+    if (spec->has_size)
+        return true;
+    if (spec->has_body)
+        sb_append(body, spec->body, spec->body_len);
+    else
+        sb_printf(body, "%.*s #%" PRIu64 "\n", (int)path_len(r->target), r->target, count);
+    return false;
+}
+
+static int send_chunked_bytes(int fd, const char *data, uint64_t pattern_offset, uint64_t len)
+{
+    for (uint64_t done = 0; done < len;) {
+        size_t n = len - done < RESP_CHUNK ? (size_t)(len - done) : RESP_CHUNK;
+        char line[32];
+        int ln = snprintf(line, sizeof line, "%zx\r\n", n);
+        if (send_all(fd, line, (size_t)ln) != 0)
+            return -1;
+        int rc = data ? send_all(fd, data + done, n) : send_pattern(fd, pattern_offset + done, n);
+        if (rc != 0 || send_all(fd, "\r\n", 2) != 0)
+            return -1;
+        done += n;
+    }
+    return send_all(fd, "0\r\n\r\n", 5);
+}
+
+static enum next handle_resp(struct conn *c, const struct request *r)
+{
+    uint64_t count = resp_record(r);
+    struct resp_spec *spec = calloc(1, sizeof *spec);
+    if (!spec)
+        return respond_text(c, r, 500, "out of memory\n");
+    const char *bad = resp_parse(r, spec);
+    if (bad) {
+        sb_free(&spec->fields);
+        free(spec);
+        return respond_text(c, r, 400, bad);
+    }
+    if (spec->delay_ms)
+        sleep_ms(spec->delay_ms);
+
+    bool not_modified = resp_not_modified(r, spec);
+    int status = not_modified ? 304 : (int)spec->status;
+    bool has_body = status_has_body(status);
+    struct sbuf body = {0};
+    bool pattern_body = has_body && resp_body(r, spec, count, &body);
+    uint64_t body_len = pattern_body ? spec->size : body.len;
+
+    struct sbuf head = {0};
+    head_start(&head, status);
+    if (spec->etag[0])
+        sb_printf(&head, "ETag: %s\r\n", spec->etag);
+    if (spec->lm[0])
+        sb_printf(&head, "Last-Modified: %s\r\n", spec->lm);
+    sb_printf(&head, "X-Resp-Count: %" PRIu64 "\r\n", count);
+    if (spec->fields.len)
+        sb_append(&head, spec->fields.data, spec->fields.len);
+    if (has_body) {
+        if (!spec->fields_type)
+            sb_str(&head, "Content-Type: text/plain\r\n");
+        if (spec->chunked)
+            sb_str(&head, "Transfer-Encoding: chunked\r\n");
+        else
+            sb_printf(&head, "Content-Length: %" PRIu64 "\r\n", body_len);
+    }
+    head_connection(&head, r);
+    sb_str(&head, "\r\n");
+
+    int rc = head.failed || body.failed || spec->fields.failed ? -1
+                                                               : send_all(c->fd, head.data, head.len);
+    if (rc == 0 && has_body && !r->is_head) {
+        const char *data = pattern_body ? NULL : body.data;
+        if (spec->chunked)
+            rc = send_chunked_bytes(c->fd, data, 0, body_len);
+        else if (data)
+            rc = send_all(c->fd, data, (size_t)body_len);
+        else
+            rc = send_pattern(c->fd, 0, body_len);
+    }
+    bool close_after = spec->fields_close;
+    sb_free(&head);
+    sb_free(&body);
+    sb_free(&spec->fields);
+    free(spec);
+    if (rc != 0)
+        return NEXT_ABORT;
+    return r->keep_alive && !close_after ? NEXT_KEEP : NEXT_CLOSE;
+}
 static const char demo_page[] =
     "<!doctype html>\n<title>ringside demo origin</title>\n"
     "<h1>ringside demo origin</h1>\n<p>This backend knows nothing about the proxy in front of it.</p>\n"
@@ -855,6 +1262,7 @@ static const char demo_page[] =
     "<li><a href=\"/delay?ms=500\">/delay?ms=M</a> answers after M ms</li>\n"
     "<li><a href=\"/status?code=503\">/status?code=C</a> any status</li>\n"
     "<li><a href=\"/headers?set=X-Demo:1\">/headers?set=Name:Value</a> extra response fields</li>\n"
+    "<li><a href=\"/resp/demo?h=Cache-Control:max-age%3D10\">/resp/NAME?status=S&amp;h=Name:Value&amp;body=T&amp;size=N&amp;chunked=1&amp;delay_ms=D&amp;etag=E&amp;lm=DATE&amp;echo=Field</a> a response shaped by the query; <a href=\"/resp-count?path=/resp/demo\">/resp-count?path=P</a> what arrived for a path</li>\n"
     "<li>/close-mid, /close, /until-close?n=N misbehaving on purpose</li>\n"
     "<li><a href=\"/stats\">/stats</a> what arrived here</li>\n"
     "</ul>\n";
@@ -912,6 +1320,16 @@ static enum next dispatch(struct conn *c, const struct request *r)
         return handle_echo_body(c, r);
     if (path_is(r, "/close"))
         return NEXT_ABORT;
+    if (strncmp(r->target, "/resp/", 6) == 0)
+        return handle_resp(c, r);
+    if (path_is(r, "/resp-count/reset")) {
+        if (!method_is(r, "POST"))
+            return method_not_allowed(c, r, "POST");
+        resp_reset();
+        return respond_text(c, r, 200, "reset\n");
+    }
+    if (path_is(r, "/resp-count"))
+        return get ? handle_resp_count(c, r) : method_not_allowed(c, r, "GET, HEAD");
     if (path_is(r, "/stats/reset")) {
         if (!method_is(r, "POST"))
             return method_not_allowed(c, r, "POST");
